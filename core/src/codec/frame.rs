@@ -113,12 +113,15 @@ fn put_frame_head(out: &mut Vec<u8>, kind: u8, channel: u16, size: u32) {
 
 /// Appends a method frame.
 pub fn encode_method_frame(out: &mut Vec<u8>, channel: u16, method: &Method) {
-    let len = method.encoded_len();
-    out.reserve(len + FRAME_OVERHEAD);
-    put_frame_head(out, FRAME_METHOD, channel, len as u32);
+    out.reserve(method.encoded_len() + FRAME_OVERHEAD);
+    let head = out.len();
+    put_frame_head(out, FRAME_METHOD, channel, 0);
     let start = out.len();
     method.encode(out);
-    debug_assert_eq!(out.len() - start, len);
+    let len = (out.len() - start) as u32;
+    if let Some(slot) = out.get_mut(head + 3..start) {
+        slot.copy_from_slice(&len.to_be_bytes());
+    }
     put_u8(out, FRAME_END);
 }
 

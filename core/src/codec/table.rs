@@ -10,7 +10,8 @@ use alloc::vec::Vec;
 
 use super::reader::Reader;
 use super::writer::{
-    begin_u32_len, patch_u32_len, put_longstr, put_str, put_u16, put_u32, put_u64, put_u8,
+    begin_u32_len, patch_u32_len, put_longstr, put_shortstr, put_u16, put_u32, put_u64, put_u8,
+    shortstr_len,
 };
 use super::{DecodeError, LongStr, ShortStr};
 
@@ -120,7 +121,7 @@ impl FieldTable {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let at = begin_u32_len(out);
         for (k, v) in &self.0 {
-            put_str(out, k.as_str());
+            put_shortstr(out, k);
             v.encode(out);
         }
         patch_u32_len(out, at);
@@ -131,7 +132,7 @@ impl FieldTable {
         4 + self
             .0
             .iter()
-            .map(|(k, v)| 1 + k.len().min(super::SHORTSTR_MAX) + v.encoded_len())
+            .map(|(k, v)| shortstr_len(k) + v.encoded_len())
             .sum::<usize>()
     }
 }

@@ -28,7 +28,13 @@ pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
 /// Writes a shortstr, cut to 255 bytes at a char boundary.
 #[inline]
 pub(crate) fn put_shortstr(out: &mut Vec<u8>, s: &ShortStr) {
-    put_str(out, s.as_str());
+    let b = s.as_bytes();
+    if b.len() <= super::SHORTSTR_MAX {
+        out.push(b.len() as u8);
+        out.extend_from_slice(b);
+    } else {
+        put_str(out, s.as_str());
+    }
 }
 
 /// Writes `s` as a shortstr, cut to 255 bytes at a char boundary.
@@ -42,7 +48,11 @@ pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
 /// Bytes a shortstr takes on the wire, length octet included.
 #[inline]
 pub(crate) fn shortstr_len(s: &ShortStr) -> usize {
-    1 + s.len().min(super::SHORTSTR_MAX)
+    if s.len() <= super::SHORTSTR_MAX {
+        1 + s.len()
+    } else {
+        1 + truncate_shortstr(s.as_str()).len()
+    }
 }
 
 #[inline]
