@@ -12,4 +12,12 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod auth;
+pub mod broker;
 pub mod codec;
+pub mod connection;
+pub mod reply;
+pub mod storage;
+
+pub use broker::{Broker, BrokerConfig, Command, ConnId, Event};
+pub use connection::{Connection, ConnectionConfig};

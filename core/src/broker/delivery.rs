@@ -1,0 +1,803 @@
+//! Publishing, routing, dispatch to consumers, acks, prefetch, confirms and transactions
+//! (AMQP 0-9-1 §1.8 basic, §1.9 tx, RabbitMQ's confirm extension).
+
+use alloc::vec::Vec;
+
+use bytes::Bytes;
+
+use super::channel::{Channel, Consumer, TxOp, Unacked};
+use super::exchange::Destination;
+use super::queue::{ConsumerRef, QueueId, QueuedMessage};
+use super::{Broker, ConnId, Event, Exchange, Message};
+use crate::channel_fault;
+use crate::codec::{
+    peek_headers, BasicAck, BasicCancel, BasicCancelOk, BasicConsume, BasicConsumeOk, BasicDeliver,
+    BasicGet, BasicGetEmpty, BasicGetOk, BasicPublish, BasicQos, BasicQosOk, BasicRecoverOk,
+    BasicReturn, ConfirmSelectOk, ContentHeader, FieldTable, Method, ShortStr, TxCommitOk,
+    TxRollbackOk, TxSelectOk,
+};
+use crate::connection_fault;
+use crate::reply::Fault;
+use crate::storage::MessageRecord;
+
+impl Broker {
+    pub(crate) fn publish(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        p: BasicPublish,
+        header: ContentHeader,
+        body: Bytes,
+    ) -> Result<(), Fault> {
+        let vhost = self.vhost_of(conn)?;
+        if !self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.channels.contains_key(&channel))
+        {
+            // The channel was closed by a fault; this publish was already in flight.
+            return Ok(());
+        }
+        if p.immediate {
+            return Err(connection_fault!(NOT_IMPLEMENTED, "immediate=true"));
+        }
+        let message = Message::new(p.exchange, p.routing_key, header.properties, body);
+        let mut queues = core::mem::take(&mut self.route_scratch);
+        queues.clear();
+        let routed = self.route(&vhost, &message, &mut queues);
+        if let Err(fault) = routed {
+            self.route_scratch = queues;
+            return Err(fault);
+        }
+        let ch = self.channel_mut(conn, channel)?;
+        let seq = ch.next_publish_seq;
+        if let Some(s) = seq {
+            ch.next_publish_seq = Some(s + 1);
+        }
+        if queues.is_empty() && p.mandatory {
+            self.emit(
+                conn,
+                Event::Content {
+                    channel,
+                    method: BasicReturn {
+                        reply_code: 312,
+                        reply_text: ShortStr::from_static("NO_ROUTE"),
+                        exchange: message.exchange().clone(),
+                        routing_key: message.routing_key().clone(),
+                    }
+                    .into(),
+                    message: message.clone(),
+                },
+            );
+        }
+        let ch = self.channel_mut(conn, channel)?;
+        if let Some(tx) = ch.tx.as_mut() {
+            tx.push(TxOp::Publish {
+                queues: queues.clone(),
+                message,
+            });
+        } else {
+            for &q in &queues {
+                self.enqueue(q, message.clone(), false);
+            }
+        }
+        self.route_scratch = queues;
+        if let Some(seq) = seq {
+            self.confirm(conn, channel, seq);
+        }
+        Ok(())
+    }
+
+    /// Finds the queues a message goes to, following exchange-to-exchange bindings.
+    fn route(
+        &mut self,
+        vhost: &ShortStr,
+        message: &Message,
+        out: &mut Vec<QueueId>,
+    ) -> Result<(), Fault> {
+        let v = &self.vhosts[vhost];
+        let exchange = message.exchange();
+        let rk = message.routing_key().as_str();
+        if exchange.is_empty() {
+            if let Some(id) = v.queues.get(rk) {
+                out.push(*id);
+            }
+            return Ok(());
+        }
+        let ex = v.exchanges.get(exchange).ok_or_else(|| {
+            channel_fault!(NOT_FOUND, "no exchange '{exchange}' in vhost '{vhost}'")
+        })?;
+        if ex.internal {
+            return Err(channel_fault!(
+                ACCESS_REFUSED,
+                "cannot publish to internal exchange '{exchange}' in vhost '{vhost}'"
+            ));
+        }
+        let mut headers: Option<Option<FieldTable>> = None;
+        let mut get_headers = || -> Option<FieldTable> {
+            headers
+                .get_or_insert_with(|| peek_headers(message.properties()).ok().flatten())
+                .clone()
+        };
+        let mut dests = core::mem::take(&mut self.dest_scratch);
+        dests.clear();
+        let mut visited: Vec<&Exchange> = Vec::new();
+        let mut pending: Vec<&Exchange> = alloc::vec![ex];
+        while let Some(ex) = pending.pop() {
+            visited.push(ex);
+            let start = dests.len();
+            ex.route(rk, &mut get_headers, &mut dests);
+            let mut i = start;
+            while i < dests.len() {
+                match &dests[i] {
+                    Destination::Queue(q) => {
+                        out.push(*q);
+                        i += 1;
+                    }
+                    Destination::Exchange(name) => {
+                        if let Some(next) = v.exchanges.get(name) {
+                            if !visited
+                                .iter()
+                                .chain(pending.iter())
+                                .any(|e| e.name == next.name)
+                            {
+                                pending.push(next);
+                            }
+                        }
+                        dests.swap_remove(i);
+                    }
+                }
+            }
+            dests.truncate(start);
+        }
+        if out.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+        self.dest_scratch = dests;
+        Ok(())
+    }
+
+    /// Appends a message to a queue (storing it when persistent and the queue durable).
+    pub(crate) fn enqueue(&mut self, queue: QueueId, message: Message, redelivered: bool) {
+        let Some(q) = self.queues.get_mut(&queue) else {
+            return;
+        };
+        let store_id = if message.is_persistent() && q.durable && q.exclusive_owner.is_none() {
+            let id = self.next_store_id;
+            self.next_store_id += 1;
+            self.storage.save_message(
+                &q.vhost,
+                &q.name,
+                &MessageRecord {
+                    id,
+                    exchange: message.exchange().clone(),
+                    routing_key: message.routing_key().clone(),
+                    properties: message.properties().clone(),
+                    body: message.body().clone(),
+                },
+            );
+            id
+        } else {
+            0
+        };
+        q.ready.push_back(QueuedMessage {
+            message,
+            redelivered,
+            store_id,
+        });
+        if !q.consumers.is_empty() {
+            self.dirty.push(queue);
+        }
+    }
+
+    /// Acks publish `seq`, folding it into the previous ack for the same channel when it
+    /// directly follows (one `basic.ack multiple=true` for a burst of publishes).
+    fn confirm(&mut self, conn: ConnId, channel: u16, seq: u64) {
+        if let Some((
+            c,
+            Event::Method {
+                channel: ch,
+                method: Method::BasicAck(ack),
+            },
+        )) = self.events.back_mut()
+        {
+            if *c == conn && *ch == channel && ack.delivery_tag + 1 == seq {
+                ack.delivery_tag = seq;
+                ack.multiple = true;
+                return;
+            }
+        }
+        self.reply(
+            conn,
+            channel,
+            BasicAck {
+                delivery_tag: seq,
+                multiple: false,
+            },
+        );
+    }
+
+    /// Delivers from every queue marked as possibly deliverable.
+    pub(crate) fn dispatch_dirty(&mut self) {
+        while let Some(q) = self.dirty.pop() {
+            self.dispatch(q);
+        }
+    }
+
+    /// Hands ready messages to consumers in round-robin order while any has room.
+    fn dispatch(&mut self, queue: QueueId) {
+        let Broker {
+            queues,
+            conns,
+            events,
+            storage,
+            ..
+        } = self;
+        let Some(q) = queues.get_mut(&queue) else {
+            return;
+        };
+        while !q.ready.is_empty() && !q.consumers.is_empty() {
+            let n = q.consumers.len();
+            let mut chosen = None;
+            for i in 0..n {
+                let idx = (q.next_consumer + i) % n;
+                let c = &q.consumers[idx];
+                let ok = conns
+                    .get(&c.conn)
+                    .and_then(|conn| conn.channels.get(&c.channel))
+                    .is_some_and(|ch| ch.can_deliver_to(&c.tag));
+                if ok {
+                    chosen = Some(idx);
+                    break;
+                }
+            }
+            let Some(idx) = chosen else { break };
+            q.next_consumer = (idx + 1) % n;
+            let Some(qm) = q.ready.pop_front() else { break };
+            let cref = &q.consumers[idx];
+            let Some(ch) = conns
+                .get_mut(&cref.conn)
+                .and_then(|conn| conn.channels.get_mut(&cref.channel))
+            else {
+                q.ready.push_front(qm);
+                break;
+            };
+            let tag = ch.take_tag();
+            let no_ack = ch.consumers.get(&cref.tag).is_none_or(|c| c.no_ack);
+            let deliver = BasicDeliver {
+                consumer_tag: cref.tag.clone(),
+                delivery_tag: tag,
+                redelivered: qm.redelivered,
+                exchange: qm.message.exchange().clone(),
+                routing_key: qm.message.routing_key().clone(),
+            };
+            let message = qm.message.clone();
+            if no_ack {
+                if qm.store_id != 0 {
+                    storage.delete_message(&q.vhost, &q.name, qm.store_id);
+                }
+            } else {
+                if let Some(c) = ch.consumers.get_mut(&cref.tag) {
+                    c.unacked += 1;
+                }
+                ch.consumer_unacked += 1;
+                ch.unacked.push_back(Unacked {
+                    tag,
+                    queue,
+                    message: qm,
+                    consumer: Some(cref.tag.clone()),
+                });
+                q.unacked += 1;
+            }
+            events.push_back((
+                cref.conn,
+                Event::Content {
+                    channel: cref.channel,
+                    method: deliver.into(),
+                    message,
+                },
+            ));
+        }
+    }
+
+    pub(crate) fn basic_qos(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        m: BasicQos,
+    ) -> Result<(), Fault> {
+        if m.prefetch_size != 0 {
+            return Err(connection_fault!(
+                NOT_IMPLEMENTED,
+                "prefetch_size!=0 ({})",
+                m.prefetch_size
+            ));
+        }
+        let ch = self.channel_mut(conn, channel)?;
+        if m.global {
+            ch.global_prefetch = m.prefetch_count;
+        } else {
+            ch.consumer_prefetch = m.prefetch_count;
+        }
+        let queues = ch.consumed_queues();
+        self.dirty.extend(queues);
+        self.reply(conn, channel, BasicQosOk);
+        Ok(())
+    }
+
+    pub(crate) fn basic_consume(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        m: BasicConsume,
+    ) -> Result<(), Fault> {
+        let vhost = self.vhost_of(conn)?;
+        let queue_name = if m.queue.is_empty() {
+            self.channel_mut(conn, channel)?
+                .last_queue
+                .clone()
+                .ok_or_else(|| channel_fault!(NOT_FOUND, "no previously declared queue"))?
+        } else {
+            m.queue.clone()
+        };
+        let qid = self.usable_queue(conn, &vhost, &queue_name)?;
+        let q = &self.queues[&qid];
+        if q.has_exclusive_consumer || (m.exclusive && !q.consumers.is_empty()) {
+            return Err(channel_fault!(
+                ACCESS_REFUSED,
+                "queue '{queue_name}' in vhost '{vhost}' in exclusive use"
+            ));
+        }
+        let tag = if m.consumer_tag.is_empty() {
+            ShortStr::from(self.rng.name("amq.ctag-"))
+        } else {
+            m.consumer_tag.clone()
+        };
+        let ch = self.channel_mut(conn, channel)?;
+        if ch.consumers.contains_key(&tag) {
+            return Err(connection_fault!(
+                NOT_ALLOWED,
+                "attempt to reuse consumer tag '{tag}'"
+            ));
+        }
+        let prefetch = ch.consumer_prefetch;
+        ch.consumers.insert(
+            tag.clone(),
+            Consumer {
+                queue: qid,
+                no_ack: m.no_ack,
+                exclusive: m.exclusive,
+                prefetch,
+                unacked: 0,
+            },
+        );
+        let q = self.queues.get_mut(&qid).expect("found above");
+        q.consumers.push(ConsumerRef {
+            conn,
+            channel,
+            tag: tag.clone(),
+        });
+        q.has_exclusive_consumer = m.exclusive;
+        if !m.no_wait {
+            self.reply(conn, channel, BasicConsumeOk { consumer_tag: tag });
+        }
+        self.dirty.push(qid);
+        Ok(())
+    }
+
+    pub(crate) fn basic_cancel(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        m: BasicCancel,
+    ) -> Result<(), Fault> {
+        let ch = self.channel_mut(conn, channel)?;
+        if let Some(c) = ch.consumers.remove(&m.consumer_tag) {
+            self.detach_consumer(conn, channel, &m.consumer_tag, c.queue);
+        }
+        if !m.no_wait {
+            self.reply(
+                conn,
+                channel,
+                BasicCancelOk {
+                    consumer_tag: m.consumer_tag,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Removes a consumer from its queue; an auto-delete queue goes with its last consumer.
+    fn detach_consumer(&mut self, conn: ConnId, channel: u16, tag: &ShortStr, queue: QueueId) {
+        let Some(q) = self.queues.get_mut(&queue) else {
+            return;
+        };
+        q.remove_consumer(conn, channel, tag);
+        if q.auto_delete && q.consumers.is_empty() {
+            self.delete_queue_by_id(queue, None);
+        }
+    }
+
+    pub(crate) fn basic_get(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        m: BasicGet,
+    ) -> Result<(), Fault> {
+        let vhost = self.vhost_of(conn)?;
+        let queue_name = if m.queue.is_empty() {
+            self.channel_mut(conn, channel)?
+                .last_queue
+                .clone()
+                .ok_or_else(|| channel_fault!(NOT_FOUND, "no previously declared queue"))?
+        } else {
+            m.queue.clone()
+        };
+        let qid = self.usable_queue(conn, &vhost, &queue_name)?;
+        let Broker {
+            queues,
+            conns,
+            storage,
+            ..
+        } = self;
+        let q = queues.get_mut(&qid).expect("found above");
+        let Some(qm) = q.ready.pop_front() else {
+            self.reply(conn, channel, BasicGetEmpty::default());
+            return Ok(());
+        };
+        let ch = conns
+            .get_mut(&conn)
+            .and_then(|c| c.channels.get_mut(&channel))
+            .expect("checked by the caller");
+        let tag = ch.take_tag();
+        let get_ok = BasicGetOk {
+            delivery_tag: tag,
+            redelivered: qm.redelivered,
+            exchange: qm.message.exchange().clone(),
+            routing_key: qm.message.routing_key().clone(),
+            message_count: q.message_count(),
+        };
+        let message = qm.message.clone();
+        if m.no_ack {
+            if qm.store_id != 0 {
+                storage.delete_message(&q.vhost, &q.name, qm.store_id);
+            }
+        } else {
+            ch.unacked.push_back(Unacked {
+                tag,
+                queue: qid,
+                message: qm,
+                consumer: None,
+            });
+            q.unacked += 1;
+        }
+        self.emit(
+            conn,
+            Event::Content {
+                channel,
+                method: get_ok.into(),
+                message,
+            },
+        );
+        Ok(())
+    }
+
+    fn take_unacked_or_fail(
+        ch: &mut Channel,
+        tag: u64,
+        multiple: bool,
+    ) -> Result<Vec<Unacked>, Fault> {
+        ch.take_unacked(tag, multiple)
+            .ok_or_else(|| channel_fault!(PRECONDITION_FAILED, "unknown delivery tag {tag}"))
+    }
+
+    pub(crate) fn basic_ack(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        tag: u64,
+        multiple: bool,
+    ) -> Result<(), Fault> {
+        let ch = self.channel_mut(conn, channel)?;
+        let taken = Self::take_unacked_or_fail(ch, tag, multiple)?;
+        if let Some(tx) = ch.tx.as_mut() {
+            tx.extend(taken.into_iter().map(TxOp::Ack));
+            return Ok(());
+        }
+        let queues = ch.consumed_queues();
+        for u in taken {
+            self.settle(u);
+        }
+        self.dirty.extend(queues);
+        Ok(())
+    }
+
+    pub(crate) fn basic_nack(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    ) -> Result<(), Fault> {
+        let ch = self.channel_mut(conn, channel)?;
+        let taken = Self::take_unacked_or_fail(ch, tag, multiple)?;
+        if let Some(tx) = ch.tx.as_mut() {
+            tx.extend(
+                taken
+                    .into_iter()
+                    .map(|unacked| TxOp::Nack { unacked, requeue }),
+            );
+            return Ok(());
+        }
+        let queues = ch.consumed_queues();
+        if requeue {
+            self.requeue(taken);
+        } else {
+            for u in taken {
+                self.settle(u);
+            }
+        }
+        self.dirty.extend(queues);
+        Ok(())
+    }
+
+    pub(crate) fn basic_recover(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        requeue: bool,
+    ) -> Result<(), Fault> {
+        self.basic_recover_async(conn, channel, requeue)?;
+        self.reply(conn, channel, BasicRecoverOk);
+        Ok(())
+    }
+
+    pub(crate) fn basic_recover_async(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        requeue: bool,
+    ) -> Result<(), Fault> {
+        if !requeue {
+            // RabbitMQ does not implement redelivery to the original consumer either.
+            return Err(connection_fault!(NOT_IMPLEMENTED, "requeue=false"));
+        }
+        let ch = self.channel_mut(conn, channel)?;
+        let taken = ch.take_unacked(0, true).unwrap_or_default();
+        let queues = ch.consumed_queues();
+        self.requeue(taken);
+        self.dirty.extend(queues);
+        Ok(())
+    }
+
+    /// An acked (or dropped) delivery leaves the broker for good.
+    fn settle(&mut self, u: Unacked) {
+        if let Some(q) = self.queues.get_mut(&u.queue) {
+            q.unacked = q.unacked.saturating_sub(1);
+            if u.message.store_id != 0 {
+                self.storage
+                    .delete_message(&q.vhost, &q.name, u.message.store_id);
+            }
+        }
+    }
+
+    /// Puts deliveries back at the head of their queues, in their original order, marked
+    /// redelivered. `unacked` is in ascending tag order.
+    fn requeue(&mut self, unacked: Vec<Unacked>) {
+        let mut by_queue: Vec<(QueueId, Vec<QueuedMessage>)> = Vec::new();
+        for u in unacked {
+            let mut qm = u.message;
+            qm.redelivered = true;
+            match by_queue.iter_mut().find(|(q, _)| *q == u.queue) {
+                Some((_, v)) => v.push(qm),
+                None => by_queue.push((u.queue, alloc::vec![qm])),
+            }
+        }
+        for (qid, msgs) in by_queue {
+            if let Some(q) = self.queues.get_mut(&qid) {
+                q.unacked = q.unacked.saturating_sub(msgs.len());
+                q.requeue_front(msgs.into_iter());
+                self.dirty.push(qid);
+            }
+        }
+    }
+
+    pub(crate) fn confirm_select(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        nowait: bool,
+    ) -> Result<(), Fault> {
+        let ch = self.channel_mut(conn, channel)?;
+        if ch.tx.is_some() {
+            return Err(channel_fault!(
+                PRECONDITION_FAILED,
+                "cannot switch from tx to confirm mode"
+            ));
+        }
+        if ch.next_publish_seq.is_none() {
+            ch.next_publish_seq = Some(1);
+        }
+        if !nowait {
+            self.reply(conn, channel, ConfirmSelectOk);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn tx_select(&mut self, conn: ConnId, channel: u16) -> Result<(), Fault> {
+        let ch = self.channel_mut(conn, channel)?;
+        if ch.next_publish_seq.is_some() {
+            return Err(channel_fault!(
+                PRECONDITION_FAILED,
+                "cannot switch from confirm to tx mode"
+            ));
+        }
+        if ch.tx.is_none() {
+            ch.tx = Some(Vec::new());
+        }
+        self.reply(conn, channel, TxSelectOk);
+        Ok(())
+    }
+
+    fn take_tx(&mut self, conn: ConnId, channel: u16) -> Result<Vec<TxOp>, Fault> {
+        let ch = self.channel_mut(conn, channel)?;
+        match ch.tx.as_mut() {
+            Some(ops) => Ok(core::mem::take(ops)),
+            None => Err(channel_fault!(
+                PRECONDITION_FAILED,
+                "channel is not transactional"
+            )),
+        }
+    }
+
+    pub(crate) fn tx_commit(&mut self, conn: ConnId, channel: u16) -> Result<(), Fault> {
+        let ops = self.take_tx(conn, channel)?;
+        for op in ops {
+            match op {
+                TxOp::Publish { queues, message } => {
+                    for q in queues {
+                        self.enqueue(q, message.clone(), false);
+                    }
+                }
+                TxOp::Ack(u) => self.settle(u),
+                TxOp::Nack { unacked, requeue } => {
+                    if requeue {
+                        self.requeue(alloc::vec![unacked]);
+                    } else {
+                        self.settle(unacked);
+                    }
+                }
+            }
+        }
+        let queues = self.channel_mut(conn, channel)?.consumed_queues();
+        self.dirty.extend(queues);
+        self.reply(conn, channel, TxCommitOk);
+        Ok(())
+    }
+
+    pub(crate) fn tx_rollback(&mut self, conn: ConnId, channel: u16) -> Result<(), Fault> {
+        let ops = self.take_tx(conn, channel)?;
+        let ch = self.channel_mut(conn, channel)?;
+        for op in ops {
+            match op {
+                TxOp::Publish { .. } => {}
+                TxOp::Ack(u) | TxOp::Nack { unacked: u, .. } => ch.restore_unacked(u),
+            }
+        }
+        self.reply(conn, channel, TxRollbackOk);
+        Ok(())
+    }
+
+    /// A channel is gone: its consumers leave their queues, its unacked deliveries (and acks
+    /// an uncommitted transaction held) go back to their queues, redelivered.
+    pub(crate) fn release_channel(&mut self, conn: ConnId, channel: u16, mut ch: Channel) {
+        let mut unacked: Vec<Unacked> = ch.unacked.drain(..).collect();
+        if let Some(ops) = ch.tx.take() {
+            for op in ops {
+                if let TxOp::Ack(u) | TxOp::Nack { unacked: u, .. } = op {
+                    unacked.push(u);
+                }
+            }
+            unacked.sort_by_key(|u| u.tag);
+        }
+        // Consumers leave first so requeued messages are not handed straight back to them.
+        let mut consumers: Vec<(ShortStr, QueueId)> =
+            ch.consumers.drain().map(|(t, c)| (t, c.queue)).collect();
+        consumers.sort();
+        let mut auto_delete = Vec::new();
+        for (tag, queue) in &consumers {
+            if let Some(q) = self.queues.get_mut(queue) {
+                q.remove_consumer(conn, channel, tag);
+                if q.auto_delete && q.consumers.is_empty() {
+                    auto_delete.push(*queue);
+                }
+            }
+        }
+        self.requeue(unacked);
+        for q in auto_delete {
+            self.delete_queue_by_id(q, None);
+        }
+    }
+
+    /// Rebuilds durable exchanges, queues, bindings and messages from storage.
+    pub(crate) fn recover(&mut self) {
+        let recovered = self.storage.load();
+        for (vhost, ex) in recovered.exchanges {
+            self.add_vhost(&vhost);
+            let v = self.vhosts.get_mut(&vhost).expect("just added");
+            v.exchanges.entry(ex.name.clone()).or_insert_with(|| {
+                Exchange::new(
+                    ex.name.clone(),
+                    ex.kind,
+                    true,
+                    ex.auto_delete,
+                    ex.internal,
+                    ex.arguments.clone(),
+                )
+            });
+        }
+        for q in recovered.queues {
+            self.add_vhost(&q.vhost);
+            let id = QueueId(self.next_queue_id);
+            self.next_queue_id += 1;
+            self.queues.insert(
+                id,
+                super::Queue {
+                    id,
+                    vhost: q.vhost.clone(),
+                    name: q.name.clone(),
+                    durable: true,
+                    exclusive_owner: None,
+                    auto_delete: q.auto_delete,
+                    arguments: q.arguments,
+                    ready: Default::default(),
+                    consumers: Vec::new(),
+                    next_consumer: 0,
+                    has_exclusive_consumer: false,
+                    unacked: 0,
+                },
+            );
+            if let Some(v) = self.vhosts.get_mut(&q.vhost) {
+                v.queues.insert(q.name, id);
+            }
+        }
+        for (vhost, b) in recovered.bindings {
+            let Some(v) = self.vhosts.get_mut(&vhost) else {
+                continue;
+            };
+            let destination = if b.destination_is_exchange {
+                Destination::Exchange(b.destination)
+            } else {
+                match v.queues.get(&b.destination) {
+                    Some(id) => Destination::Queue(*id),
+                    None => continue,
+                }
+            };
+            if let Some(ex) = v.exchanges.get_mut(&b.source) {
+                ex.bind(super::Binding {
+                    destination,
+                    routing_key: b.routing_key,
+                    arguments: b.arguments,
+                });
+            }
+        }
+        for (vhost, queue, messages) in recovered.messages {
+            let Some(id) = self.vhosts.get(&vhost).and_then(|v| v.queues.get(&queue)) else {
+                continue;
+            };
+            let Some(q) = self.queues.get_mut(id) else {
+                continue;
+            };
+            for m in messages {
+                self.next_store_id = self.next_store_id.max(m.id + 1);
+                q.ready.push_back(QueuedMessage {
+                    message: Message::new(m.exchange, m.routing_key, m.properties, m.body),
+                    redelivered: false,
+                    store_id: m.id,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Exchanges and their bindings, indexed per type so routing does not scan every binding.
+
+use alloc::vec::Vec;
+
+use super::headers::headers_match;
+use super::queue::QueueId;
+use super::topic::TopicTrie;
+use super::Map;
+use crate::codec::{FieldTable, ShortStr};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExchangeKind {
+    Direct,
+    Fanout,
+    Topic,
+    Headers,
+}
+
+impl ExchangeKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "direct" => Some(Self::Direct),
+            "fanout" => Some(Self::Fanout),
+            "topic" => Some(Self::Topic),
+            "headers" => Some(Self::Headers),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Fanout => "fanout",
+            Self::Topic => "topic",
+            Self::Headers => "headers",
+        }
+    }
+}
+
+/// Where a binding leads: a queue, or another exchange (exchange-to-exchange binding).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Destination {
+    Queue(QueueId),
+    Exchange(ShortStr),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Binding {
+    pub destination: Destination,
+    pub routing_key: ShortStr,
+    pub arguments: FieldTable,
+}
+
+#[derive(Debug)]
+pub struct Exchange {
+    pub name: ShortStr,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+    /// Every binding from this exchange, in creation order.
+    bindings: Vec<Binding>,
+    /// Direct exchanges: routing key → destinations.
+    direct: Map<ShortStr, Vec<Destination>>,
+    /// Topic exchanges: pattern trie.
+    topic: TopicTrie<Destination>,
+}
+
+impl Exchange {
+    pub fn new(
+        name: ShortStr,
+        kind: ExchangeKind,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: FieldTable,
+    ) -> Self {
+        Exchange {
+            name,
+            kind,
+            durable,
+            auto_delete,
+            internal,
+            arguments,
+            bindings: Vec::new(),
+            direct: Map::default(),
+            topic: TopicTrie::new(),
+        }
+    }
+
+    pub fn bindings(&self) -> &[Binding] {
+        &self.bindings
+    }
+
+    pub fn has_bindings(&self) -> bool {
+        !self.bindings.is_empty()
+    }
+
+    /// Adds a binding; false if an identical one exists.
+    pub fn bind(&mut self, b: Binding) -> bool {
+        if self.bindings.contains(&b) {
+            return false;
+        }
+        match self.kind {
+            ExchangeKind::Direct => self
+                .direct
+                .entry(b.routing_key.clone())
+                .or_default()
+                .push(b.destination.clone()),
+            ExchangeKind::Topic => {
+                // The trie holds each (pattern, destination) once; bindings that differ only
+                // in arguments share the entry.
+                self.topic
+                    .insert(b.routing_key.as_str(), b.destination.clone());
+            }
+            ExchangeKind::Fanout | ExchangeKind::Headers => {}
+        }
+        self.bindings.push(b);
+        true
+    }
+
+    /// Removes a binding; false if there was none.
+    pub fn unbind(&mut self, b: &Binding) -> bool {
+        let Some(i) = self.bindings.iter().position(|x| x == b) else {
+            return false;
+        };
+        let removed = self.bindings.remove(i);
+        self.unindex(&removed);
+        true
+    }
+
+    /// Removes every binding to `dest`; returns how many.
+    pub fn unbind_destination(&mut self, dest: &Destination) -> usize {
+        let (gone, kept): (Vec<Binding>, Vec<Binding>) = core::mem::take(&mut self.bindings)
+            .into_iter()
+            .partition(|b| &b.destination == dest);
+        self.bindings = kept;
+        for b in &gone {
+            self.unindex(b);
+        }
+        gone.len()
+    }
+
+    fn unindex(&mut self, b: &Binding) {
+        let still_same_key = self
+            .bindings
+            .iter()
+            .any(|x| x.destination == b.destination && x.routing_key == b.routing_key);
+        if still_same_key {
+            return;
+        }
+        match self.kind {
+            ExchangeKind::Direct => {
+                if let Some(dests) = self.direct.get_mut(&b.routing_key) {
+                    if let Some(j) = dests.iter().position(|d| d == &b.destination) {
+                        dests.swap_remove(j);
+                    }
+                    if dests.is_empty() {
+                        self.direct.remove(&b.routing_key);
+                    }
+                }
+            }
+            ExchangeKind::Topic => {
+                self.topic.remove(b.routing_key.as_str(), &b.destination);
+            }
+            ExchangeKind::Fanout | ExchangeKind::Headers => {}
+        }
+    }
+
+    /// Appends the destinations a message with `routing_key` and `headers` goes to.
+    /// `headers` is only consulted (and only needs decoding) for headers exchanges.
+    pub fn route(
+        &self,
+        routing_key: &str,
+        headers: &mut dyn FnMut() -> Option<FieldTable>,
+        out: &mut Vec<Destination>,
+    ) {
+        match self.kind {
+            ExchangeKind::Direct => {
+                if let Some(dests) = self.direct.get(routing_key) {
+                    out.extend(dests.iter().cloned());
+                }
+            }
+            ExchangeKind::Fanout => out.extend(self.bindings.iter().map(|b| b.destination.clone())),
+            ExchangeKind::Topic => self.topic.matches(routing_key, out),
+            ExchangeKind::Headers => {
+                let headers = headers();
+                for b in &self.bindings {
+                    if headers_match(&b.arguments, headers.as_ref()) {
+                        out.push(b.destination.clone());
+                    }
+                }
+            }
+        }
+    }
+}

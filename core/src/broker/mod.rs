@@ -1,0 +1,482 @@
+//! The broker model: vhosts, exchanges, bindings, queues, consumers, acks, prefetch.
+//!
+//! One owner (`&mut Broker`) holds all of it; connections talk to it only through [`Command`]s
+//! in and [`Event`]s out, so the native server can run the broker on one task while connection
+//! tasks do the decoding and encoding, and a browser can run both on one thread.
+//!
+//! Call order: [`Broker::handle`] for every command, then drain [`Broker::poll_event`] and
+//! hand each event to its connection. Events for one connection come out in the order that
+//! connection must send them.
+
+mod channel;
+mod delivery;
+mod entities;
+mod exchange;
+pub mod headers;
+mod message;
+mod queue;
+pub mod topic;
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use bytes::Bytes;
+
+use crate::auth::Authenticator;
+use crate::codec::{BasicPublish, ContentHeader, FieldTable, FieldValue, Method, ShortStr};
+use crate::connection_fault;
+use crate::reply::{Fault, Scope};
+use crate::storage::Storage;
+
+pub use channel::Channel;
+pub use exchange::{Binding, Destination, Exchange, ExchangeKind};
+pub use message::Message;
+pub use queue::{Queue, QueueId};
+
+/// Every queue of the broker by id.
+pub type QueueMap = Map<QueueId, Queue>;
+
+/// Hash maps with a fixed hasher: runs must not vary with a random seed.
+pub type Map<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
+
+/// Identifies one client connection; chosen by the caller, unique for the broker's lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// What the client said it can handle, from `client-properties.capabilities`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientCapabilities {
+    pub consumer_cancel_notify: bool,
+    pub authentication_failure_close: bool,
+    pub connection_blocked: bool,
+}
+
+impl ClientCapabilities {
+    pub fn from_client_properties(props: &FieldTable) -> Self {
+        let mut caps = Self::default();
+        if let Some(FieldValue::Table(t)) = props.get("capabilities") {
+            let on = |k: &str| matches!(t.get(k), Some(FieldValue::Bool(true)));
+            caps.consumer_cancel_notify = on("consumer_cancel_notify");
+            caps.authentication_failure_close = on("authentication_failure_close");
+            caps.connection_blocked = on("connection.blocked");
+        }
+        caps
+    }
+}
+
+/// A request from a connection to the broker.
+#[derive(Debug)]
+pub enum Command {
+    /// `connection.start-ok` carried these credentials.
+    Login {
+        username: String,
+        password: String,
+        mechanism: ShortStr,
+        capabilities: ClientCapabilities,
+    },
+    /// `connection.open`.
+    Open { vhost: ShortStr },
+    /// A channel-level method without content (channel, exchange, queue, basic, tx, confirm).
+    Method { channel: u16, method: Method },
+    /// A fully assembled `basic.publish`.
+    Publish {
+        channel: u16,
+        publish: BasicPublish,
+        header: ContentHeader,
+        body: Bytes,
+    },
+    /// The connection closed the channel on its own (a content error): forget it.
+    ChannelGone { channel: u16 },
+    /// The connection is gone, cleanly or not.
+    Close,
+}
+
+/// An answer or delivery from the broker to one connection.
+#[derive(Debug)]
+pub enum Event {
+    LoginOk,
+    LoginRefused {
+        mechanism: ShortStr,
+    },
+    OpenOk,
+    /// A method without content.
+    Method {
+        channel: u16,
+        method: Method,
+    },
+    /// `basic.deliver`, `basic.get-ok` or `basic.return`, followed by the message.
+    Content {
+        channel: u16,
+        method: Method,
+        message: Message,
+    },
+    /// Close this channel with `channel.close` (the broker has already let it go).
+    ChannelError {
+        channel: u16,
+        fault: Fault,
+    },
+    /// Close the connection with `connection.close` (the broker has already let it go).
+    ConnectionError {
+        fault: Fault,
+    },
+}
+
+/// Broker-wide settings.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// Seeds server-generated names (`amq.gen-…`, `amq.ctag-…`).
+    pub seed: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            seed: 0x5741_5252_454e_0001,
+        }
+    }
+}
+
+/// One virtual host: a namespace of exchanges and queues.
+pub struct VHost {
+    pub name: ShortStr,
+    pub exchanges: Map<ShortStr, Exchange>,
+    pub queues: Map<ShortStr, QueueId>,
+}
+
+struct Conn {
+    username: String,
+    vhost: Option<ShortStr>,
+    capabilities: ClientCapabilities,
+    channels: Map<u16, Channel>,
+    /// Exclusive queues this connection owns; deleted with it.
+    exclusive_queues: Vec<QueueId>,
+}
+
+/// The broker. See the module docs.
+pub struct Broker {
+    auth: alloc::boxed::Box<dyn Authenticator + Send>,
+    storage: alloc::boxed::Box<dyn Storage + Send>,
+    vhosts: Map<ShortStr, VHost>,
+    queues: QueueMap,
+    next_queue_id: u32,
+    /// Next storage id for a persistent message in a durable queue.
+    next_store_id: u64,
+    conns: Map<ConnId, Conn>,
+    events: VecDeque<(ConnId, Event)>,
+    /// Queues that may be able to deliver: dispatched after each command.
+    dirty: Vec<QueueId>,
+    /// Reused per publish so routing does not allocate.
+    route_scratch: Vec<QueueId>,
+    dest_scratch: Vec<Destination>,
+    rng: names::SplitMix64,
+    now_ms: u64,
+}
+
+mod names;
+
+impl Broker {
+    /// A broker with vhost `/`, its predeclared exchanges, and whatever `storage` recovers.
+    pub fn new(
+        config: BrokerConfig,
+        auth: alloc::boxed::Box<dyn Authenticator + Send>,
+        storage: alloc::boxed::Box<dyn Storage + Send>,
+    ) -> Self {
+        let mut broker = Broker {
+            auth,
+            storage,
+            vhosts: Map::default(),
+            queues: Map::default(),
+            next_queue_id: 1,
+            next_store_id: 1,
+            conns: Map::default(),
+            events: VecDeque::new(),
+            dirty: Vec::new(),
+            route_scratch: Vec::new(),
+            dest_scratch: Vec::new(),
+            rng: names::SplitMix64::new(config.seed),
+            now_ms: 0,
+        };
+        broker.add_vhost("/");
+        broker.recover();
+        broker
+    }
+
+    /// Creates a vhost with the predeclared `amq.*` exchanges (idempotent).
+    pub fn add_vhost(&mut self, name: &str) {
+        let key = ShortStr::from(name);
+        if self.vhosts.contains_key(&key) {
+            return;
+        }
+        let mut exchanges = Map::default();
+        for (ex, kind) in [
+            ("", ExchangeKind::Direct),
+            ("amq.direct", ExchangeKind::Direct),
+            ("amq.fanout", ExchangeKind::Fanout),
+            ("amq.topic", ExchangeKind::Topic),
+            ("amq.headers", ExchangeKind::Headers),
+            ("amq.match", ExchangeKind::Headers),
+        ] {
+            let name = ShortStr::from(ex);
+            exchanges.insert(
+                name.clone(),
+                Exchange::new(name, kind, true, false, false, FieldTable::default()),
+            );
+        }
+        self.vhosts.insert(
+            key.clone(),
+            VHost {
+                name: key,
+                exchanges,
+                queues: Map::default(),
+            },
+        );
+    }
+
+    /// The vhost names.
+    pub fn vhost_names(&self) -> impl Iterator<Item = &str> {
+        self.vhosts.keys().map(|k| k.as_str())
+    }
+
+    /// Looks a queue up by vhost and name.
+    pub fn queue(&self, vhost: &str, name: &str) -> Option<&Queue> {
+        let id = self.vhosts.get(vhost)?.queues.get(name)?;
+        self.queues.get(id)
+    }
+
+    /// Every queue, in no particular order.
+    pub fn queues(&self) -> impl Iterator<Item = &Queue> {
+        self.queues.values()
+    }
+
+    /// The number of open connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Tells the broker the time (ms, any fixed origin). Used for TTLs and expiry.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    /// Takes one command from connection `conn`.
+    pub fn handle(&mut self, conn: ConnId, command: Command) {
+        match command {
+            Command::Login {
+                username,
+                password,
+                mechanism,
+                capabilities,
+            } => {
+                if self.auth.authenticate(&username, &password) {
+                    self.conns.insert(
+                        conn,
+                        Conn {
+                            username,
+                            vhost: None,
+                            capabilities,
+                            channels: Map::default(),
+                            exclusive_queues: Vec::new(),
+                        },
+                    );
+                    self.emit(conn, Event::LoginOk);
+                } else {
+                    self.emit(conn, Event::LoginRefused { mechanism });
+                }
+            }
+            Command::Open { vhost } => self.open(conn, vhost),
+            Command::Method { channel, method } => {
+                if let Err(fault) = self.handle_method(conn, channel, method) {
+                    self.raise(conn, channel, fault);
+                }
+            }
+            Command::Publish {
+                channel,
+                publish,
+                header,
+                body,
+            } => {
+                if let Err(fault) = self.publish(conn, channel, publish, header, body) {
+                    let fault = fault.or_caused_by(BasicPublish::CLASS_ID, BasicPublish::METHOD_ID);
+                    self.raise(conn, channel, fault);
+                }
+            }
+            Command::ChannelGone { channel } => self.close_channel(conn, channel),
+            Command::Close => self.close_connection(conn),
+        }
+        self.dispatch_dirty();
+    }
+
+    /// The next event for some connection.
+    pub fn poll_event(&mut self) -> Option<(ConnId, Event)> {
+        self.events.pop_front()
+    }
+
+    fn open(&mut self, conn: ConnId, vhost: ShortStr) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if !self.vhosts.contains_key(&vhost) {
+            let fault =
+                connection_fault!(NOT_ALLOWED, "vhost {} not found", vhost).caused_by(10, 40);
+            self.raise(conn, 0, fault);
+            return;
+        }
+        if !self.auth.may_open_vhost(&c.username, &vhost) {
+            let fault = connection_fault!(
+                NOT_ALLOWED,
+                "access to vhost '{}' refused for user '{}'",
+                vhost,
+                c.username
+            )
+            .caused_by(10, 40);
+            self.raise(conn, 0, fault);
+            return;
+        }
+        c.vhost = Some(vhost);
+        self.emit(conn, Event::OpenOk);
+    }
+
+    /// Raises a fault: tears down the channel or connection and tells the connection.
+    fn raise(&mut self, conn: ConnId, channel: u16, fault: Fault) {
+        match fault.scope {
+            Scope::Channel => {
+                self.close_channel(conn, channel);
+                self.emit(conn, Event::ChannelError { channel, fault });
+            }
+            Scope::Connection => {
+                self.close_connection(conn);
+                self.emit(conn, Event::ConnectionError { fault });
+            }
+        }
+    }
+
+    pub(crate) fn emit(&mut self, conn: ConnId, event: Event) {
+        self.events.push_back((conn, event));
+    }
+
+    pub(crate) fn reply(&mut self, conn: ConnId, channel: u16, method: impl Into<Method>) {
+        self.emit(
+            conn,
+            Event::Method {
+                channel,
+                method: method.into(),
+            },
+        );
+    }
+
+    /// The vhost a connection opened.
+    fn conn_vhost(&self, conn: ConnId) -> Result<ShortStr, Fault> {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.vhost.clone())
+            .ok_or_else(|| connection_fault!(COMMAND_INVALID, "connection is not open"))
+    }
+
+    fn handle_method(&mut self, conn: ConnId, channel: u16, method: Method) -> Result<(), Fault> {
+        let (class_id, method_id) = (method.class_id(), method.method_id());
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(());
+        };
+        if c.vhost.is_none() {
+            return Ok(());
+        }
+        if let Method::ChannelOpen(_) = method {
+            c.channels.insert(channel, Channel::new());
+            self.reply(conn, channel, crate::codec::ChannelOpenOk::default());
+            return Ok(());
+        }
+        // Frames for a channel the broker already closed (after a fault) are dropped: the
+        // connection will learn of the close from the event already on its way.
+        if !c.channels.contains_key(&channel) {
+            return Ok(());
+        }
+        let result = match method {
+            Method::ChannelClose(_) => {
+                self.close_channel(conn, channel);
+                self.reply(conn, channel, crate::codec::ChannelCloseOk);
+                Ok(())
+            }
+            Method::ChannelFlow(flow) => self.channel_flow(conn, channel, flow.active),
+            Method::ExchangeDeclare(m) => self.exchange_declare(conn, channel, m),
+            Method::ExchangeDelete(m) => self.exchange_delete(conn, channel, m),
+            Method::ExchangeBind(m) => self.exchange_bind(conn, channel, m),
+            Method::ExchangeUnbind(m) => self.exchange_unbind(conn, channel, m),
+            Method::QueueDeclare(m) => self.queue_declare(conn, channel, m),
+            Method::QueueBind(m) => self.queue_bind(conn, channel, m),
+            Method::QueueUnbind(m) => self.queue_unbind(conn, channel, m),
+            Method::QueuePurge(m) => self.queue_purge(conn, channel, m),
+            Method::QueueDelete(m) => self.queue_delete(conn, channel, m),
+            Method::BasicQos(m) => self.basic_qos(conn, channel, m),
+            Method::BasicConsume(m) => self.basic_consume(conn, channel, m),
+            Method::BasicCancel(m) => self.basic_cancel(conn, channel, m),
+            Method::BasicGet(m) => self.basic_get(conn, channel, m),
+            Method::BasicAck(m) => self.basic_ack(conn, channel, m.delivery_tag, m.multiple),
+            Method::BasicNack(m) => {
+                self.basic_nack(conn, channel, m.delivery_tag, m.multiple, m.requeue)
+            }
+            Method::BasicReject(m) => {
+                self.basic_nack(conn, channel, m.delivery_tag, false, m.requeue)
+            }
+            Method::BasicRecover(m) => self.basic_recover(conn, channel, m.requeue),
+            Method::BasicRecoverAsync(m) => self.basic_recover_async(conn, channel, m.requeue),
+            Method::ConfirmSelect(m) => self.confirm_select(conn, channel, m.nowait),
+            Method::TxSelect(_) => self.tx_select(conn, channel),
+            Method::TxCommit(_) => self.tx_commit(conn, channel),
+            Method::TxRollback(_) => self.tx_rollback(conn, channel),
+            m => Err(connection_fault!(
+                COMMAND_INVALID,
+                "unimplemented method {}",
+                m.name()
+            )),
+        };
+        result.map_err(|f| f.or_caused_by(class_id, method_id))
+    }
+
+    fn channel_flow(&mut self, conn: ConnId, channel: u16, active: bool) -> Result<(), Fault> {
+        let ch = self.channel_mut(conn, channel)?;
+        ch.flow_active = active;
+        let queues = ch.consumed_queues();
+        self.dirty.extend(queues);
+        self.reply(conn, channel, crate::codec::ChannelFlowOk { active });
+        Ok(())
+    }
+
+    pub(crate) fn channel_mut(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+    ) -> Result<&mut Channel, Fault> {
+        self.conns
+            .get_mut(&conn)
+            .and_then(|c| c.channels.get_mut(&channel))
+            .ok_or_else(|| connection_fault!(CHANNEL_ERROR, "channel {channel} is not open"))
+    }
+
+    /// Lets a channel go: requeues its unacked messages, cancels its consumers.
+    fn close_channel(&mut self, conn: ConnId, channel: u16) {
+        let Some(ch) = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.channels.remove(&channel))
+        else {
+            return;
+        };
+        self.release_channel(conn, channel, ch);
+    }
+
+    /// Lets a whole connection go: its channels, then its exclusive queues.
+    fn close_connection(&mut self, conn: ConnId) {
+        let Some(mut c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let mut channels: Vec<(u16, Channel)> = c.channels.drain().collect();
+        channels.sort_by_key(|(n, _)| *n);
+        for (n, ch) in channels {
+            self.release_channel(conn, n, ch);
+        }
+        for q in c.exclusive_queues.drain(..) {
+            self.delete_queue_by_id(q, None);
+        }
+    }
+}

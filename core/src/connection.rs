@@ -1,0 +1,956 @@
+//! One client connection's protocol state machine (AMQP 0-9-1 §2.2.4, §4.2), sans-IO.
+//!
+//! The connection owns framing, the handshake, channel bookkeeping, content assembly and
+//! heartbeats. Everything that touches shared broker state (queues, exchanges, consumers) goes
+//! out as a [`Command`] to the [`Broker`](crate::broker::Broker), whose answers come back in as
+//! [`Event`]s. In the native server the two run on different threads; in a browser they run
+//! side by side on one.
+//!
+//! Call order, after every mutation:
+//! 1. feed input: [`Connection::handle_input`] (or write into [`Connection::input_buffer`] and
+//!    call [`Connection::process_input`]), broker events with [`Connection::handle_event`], the
+//!    clock with [`Connection::handle_timeout`], a dead socket with [`Connection::handle_eof`];
+//! 2. drain [`Connection::poll_command`] into the broker;
+//! 3. write out [`Connection::output`] (then clear it) and arm a timer for
+//!    [`Connection::poll_timeout`];
+//! 4. once [`Connection::is_closed`] and the output is written, close the socket.
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::broker::{ClientCapabilities, Command, Event};
+use crate::codec::{
+    decode_frame, encode_content, encode_heartbeat, encode_method_frame, BasicPublish,
+    ChannelCloseOk, ConnectionClose, ConnectionCloseOk, ConnectionStart, ConnectionTune,
+    ContentHeader, FieldTable, FieldValue, Frame, FrameKind, LongStr, Method, ShortStr,
+    FRAME_OVERHEAD, PROTOCOL_HEADER,
+};
+use crate::reply::{Fault, Scope};
+use crate::{channel_fault, connection_fault};
+
+/// The smallest frame_max a client may ask for (spec constant frame-min-size).
+pub const FRAME_MIN_SIZE: u32 = 4096;
+
+/// Server-side limits offered in `connection.tune` (RabbitMQ's defaults).
+#[derive(Clone, Debug)]
+pub struct ConnectionConfig {
+    pub frame_max: u32,
+    pub channel_max: u16,
+    /// Heartbeat interval offered, in seconds; 0 disables.
+    pub heartbeat: u16,
+    /// Largest message body accepted (RabbitMQ 3.x: 128 MiB).
+    pub max_message_size: u64,
+    /// `product` in server-properties.
+    pub product: &'static str,
+    pub version: &'static str,
+    /// How long to wait for `connection.close-ok` after sending `connection.close`.
+    pub close_timeout_ms: u64,
+    /// How long a client may take to finish the handshake.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: 60,
+            max_message_size: 128 * 1024 * 1024,
+            product: "Warren",
+            version: env!("CARGO_PKG_VERSION"),
+            close_timeout_ms: 3_000,
+            handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Waiting for the 8-byte protocol header.
+    Header,
+    /// `connection.start` sent, waiting for `start-ok`.
+    StartOk,
+    /// Credentials sent to the broker, waiting for its verdict.
+    Login,
+    /// `connection.tune` sent, waiting for `tune-ok`.
+    TuneOk,
+    /// Waiting for `connection.open`.
+    Open,
+    /// `connection.open` forwarded, waiting for the broker.
+    OpenOk,
+    /// Open for business.
+    Running,
+    /// We sent `connection.close`; waiting for `close-ok`.
+    Closing,
+    /// Done: flush output, then close the socket.
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChannelState {
+    Open,
+    /// The client sent `channel.close`; frames are dropped until we answer `close-ok`.
+    ClosingByPeer,
+    /// We sent `channel.close`; frames are dropped until the client's `close-ok`.
+    ClosingByServer,
+}
+
+/// A publish waiting for its content header and body frames.
+struct PendingContent {
+    publish: BasicPublish,
+    header: Option<ContentHeader>,
+    body: BytesMut,
+    /// A lone body frame kept as-is, so single-frame messages are never copied.
+    single: Option<Bytes>,
+    received: u64,
+}
+
+struct Channel {
+    state: ChannelState,
+    content: Option<PendingContent>,
+}
+
+/// One client connection. See the module docs for the call order.
+pub struct Connection {
+    config: ConnectionConfig,
+    state: State,
+    input: BytesMut,
+    output: Vec<u8>,
+    commands: VecDeque<Command>,
+    /// Indexed by channel number; `None` = not open.
+    channels: Vec<Option<Channel>>,
+    frame_max: u32,
+    channel_max: u16,
+    /// Negotiated heartbeat interval in milliseconds (0 = off).
+    heartbeat_ms: u64,
+    last_recv_ms: u64,
+    last_send_ms: u64,
+    /// Deadline for the handshake or for the peer's `close-ok`.
+    deadline_ms: Option<u64>,
+    capabilities: ClientCapabilities,
+    /// The username the broker accepted, for logs.
+    username: String,
+}
+
+impl Connection {
+    pub fn new(config: ConnectionConfig, now_ms: u64) -> Self {
+        let frame_max = config.frame_max;
+        let deadline = now_ms + config.handshake_timeout_ms;
+        Connection {
+            config,
+            state: State::Header,
+            input: BytesMut::with_capacity(8 * 1024),
+            output: Vec::with_capacity(8 * 1024),
+            commands: VecDeque::new(),
+            channels: Vec::new(),
+            frame_max,
+            channel_max: 0,
+            heartbeat_ms: 0,
+            last_recv_ms: now_ms,
+            last_send_ms: now_ms,
+            deadline_ms: Some(deadline),
+            capabilities: ClientCapabilities::default(),
+            username: String::new(),
+        }
+    }
+
+    /// Copies `bytes` from the peer in and processes every complete frame.
+    pub fn handle_input(&mut self, bytes: &[u8], now_ms: u64) {
+        self.input.extend_from_slice(bytes);
+        self.process_input(now_ms);
+    }
+
+    /// The buffer the adapter may read socket bytes into directly (then call `process_input`).
+    pub fn input_buffer(&mut self) -> &mut BytesMut {
+        &mut self.input
+    }
+
+    /// Processes every complete frame in the input buffer.
+    pub fn process_input(&mut self, now_ms: u64) {
+        if self.input.is_empty() || self.state == State::Closed {
+            return;
+        }
+        self.last_recv_ms = now_ms;
+        if self.state == State::Header && !self.read_protocol_header() {
+            return;
+        }
+        while !matches!(self.state, State::Closed) {
+            // Before tune-ok we hold the client to our own limit.
+            match decode_frame(&mut self.input, self.frame_max) {
+                Ok(Some(frame)) => {
+                    if let Err(fault) = self.handle_frame(frame) {
+                        self.fail(fault, now_ms);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let fault = Fault::connection(
+                        crate::reply::ReplyCode(e.reply_code()),
+                        format_args!("{e}"),
+                    );
+                    self.fail(fault, now_ms);
+                    // The stream is no longer framed: nothing more can be read from it.
+                    self.input.clear();
+                    break;
+                }
+            }
+        }
+        if self.state == State::Closing || self.state == State::Closed {
+            self.input.clear();
+        }
+    }
+
+    /// Takes an answer or a delivery from the broker.
+    pub fn handle_event(&mut self, event: Event, now_ms: u64) {
+        if self.state == State::Closed {
+            return;
+        }
+        let before = self.output.len();
+        match event {
+            Event::LoginOk => {
+                if self.state == State::Login {
+                    self.state = State::TuneOk;
+                    let tune = ConnectionTune {
+                        channel_max: self.config.channel_max,
+                        frame_max: self.config.frame_max,
+                        heartbeat: self.config.heartbeat,
+                    };
+                    encode_method_frame(&mut self.output, 0, &tune.into());
+                }
+            }
+            Event::LoginRefused { mechanism } => {
+                // With `authentication_failure_close` the client learns why; without it, RabbitMQ
+                // (and the spec) just drop the socket.
+                if self.capabilities.authentication_failure_close {
+                    let fault = connection_fault!(
+                        ACCESS_REFUSED,
+                        "Login was refused using authentication mechanism {mechanism}. \
+                         For details see the broker logfile."
+                    );
+                    self.send_connection_close(&fault, now_ms);
+                    self.state = State::Closed;
+                } else {
+                    self.state = State::Closed;
+                }
+            }
+            Event::OpenOk => {
+                if self.state == State::OpenOk {
+                    self.state = State::Running;
+                    self.deadline_ms = None;
+                    let ok = crate::codec::ConnectionOpenOk::default();
+                    encode_method_frame(&mut self.output, 0, &ok.into());
+                }
+            }
+            Event::Method { channel, method } => {
+                if let Method::ChannelCloseOk(_) = method {
+                    // The broker has let the channel go: the number is free again.
+                    self.free_channel(channel);
+                }
+                if self.state == State::Running {
+                    encode_method_frame(&mut self.output, channel, &method);
+                }
+            }
+            Event::Content {
+                channel,
+                method,
+                message,
+            } => {
+                if self.state == State::Running {
+                    encode_method_frame(&mut self.output, channel, &method);
+                    encode_content(
+                        &mut self.output,
+                        channel,
+                        BasicPublish::CLASS_ID,
+                        message.properties(),
+                        message.body(),
+                        self.frame_max,
+                    );
+                }
+            }
+            Event::ChannelError { channel, fault } => {
+                if self.state == State::Running {
+                    if let Some(Some(ch)) = self.channels.get_mut(usize::from(channel)) {
+                        ch.state = ChannelState::ClosingByServer;
+                        ch.content = None;
+                    }
+                    let close = crate::codec::ChannelClose {
+                        reply_code: fault.code.0,
+                        reply_text: ShortStr::from(fault.text.as_str()),
+                        class_id: fault.class_id,
+                        method_id: fault.method_id,
+                    };
+                    encode_method_frame(&mut self.output, channel, &close.into());
+                }
+            }
+            Event::ConnectionError { fault } => {
+                // The broker has already forgotten this connection.
+                self.send_connection_close(&fault, now_ms);
+            }
+        }
+        if self.output.len() != before {
+            self.last_send_ms = now_ms;
+        }
+    }
+
+    /// Advances the clock: sends heartbeats, detects a silent peer, enforces deadlines.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if self.state == State::Closed {
+            return;
+        }
+        if let Some(deadline) = self.deadline_ms {
+            if now_ms >= deadline {
+                self.close_silently();
+                return;
+            }
+        }
+        if self.heartbeat_ms == 0 || self.state != State::Running {
+            return;
+        }
+        // The peer is dead after two missed heartbeat intervals (RabbitMQ's rule).
+        if now_ms.saturating_sub(self.last_recv_ms) >= 2 * self.heartbeat_ms {
+            self.close_silently();
+            return;
+        }
+        if now_ms.saturating_sub(self.last_send_ms) >= self.heartbeat_ms / 2 {
+            encode_heartbeat(&mut self.output);
+            self.last_send_ms = now_ms;
+        }
+    }
+
+    /// The socket is gone (EOF or error).
+    pub fn handle_eof(&mut self) {
+        if self.state != State::Closed {
+            self.close_silently();
+        }
+    }
+
+    /// The next command for the broker.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// Bytes to write to the peer. The adapter writes them and clears the vector.
+    pub fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.output
+    }
+
+    /// When `handle_timeout` next needs to run, if ever.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.state == State::Closed {
+            return None;
+        }
+        let mut next = self.deadline_ms;
+        if self.heartbeat_ms != 0 && self.state == State::Running {
+            let send = self.last_send_ms + self.heartbeat_ms / 2;
+            let dead = self.last_recv_ms + 2 * self.heartbeat_ms;
+            let t = send.min(dead);
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+        next
+    }
+
+    /// True once the connection is over: flush `output`, then close the socket.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// The negotiated frame_max (whole frame, overhead included).
+    pub fn frame_max(&self) -> u32 {
+        self.frame_max
+    }
+
+    /// The authenticated user, once known.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    fn read_protocol_header(&mut self) -> bool {
+        let n = self.input.len().min(PROTOCOL_HEADER.len());
+        if self.input[..n] != PROTOCOL_HEADER[..n] {
+            // Wrong protocol or version: answer with ours and hang up (spec §4.2.2).
+            self.output.extend_from_slice(&PROTOCOL_HEADER);
+            self.state = State::Closed;
+            self.input.clear();
+            return false;
+        }
+        if n < PROTOCOL_HEADER.len() {
+            return false;
+        }
+        let _ = self.input.split_to(PROTOCOL_HEADER.len());
+        self.state = State::StartOk;
+        let start = ConnectionStart {
+            version_major: 0,
+            version_minor: 9,
+            server_properties: self.server_properties(),
+            mechanisms: LongStr::from("PLAIN AMQPLAIN"),
+            locales: LongStr::from("en_US"),
+        };
+        encode_method_frame(&mut self.output, 0, &start.into());
+        true
+    }
+
+    fn server_properties(&self) -> FieldTable {
+        let mut caps = FieldTable::default();
+        for cap in [
+            "publisher_confirms",
+            "exchange_exchange_bindings",
+            "basic.nack",
+            "consumer_cancel_notify",
+            "authentication_failure_close",
+            "per_consumer_qos",
+        ] {
+            caps.insert(cap, FieldValue::Bool(true));
+        }
+        let mut props = FieldTable::default();
+        props.insert("capabilities", FieldValue::Table(caps));
+        props.insert("product", long(self.config.product));
+        props.insert("version", long(self.config.version));
+        props.insert("platform", long("Rust"));
+        props.insert("cluster_name", long("warren"));
+        props.insert(
+            "information",
+            long("Warren, an AMQP 0-9-1 broker. Licensed under MIT or Apache-2.0."),
+        );
+        props
+    }
+
+    fn handle_frame(&mut self, frame: Frame) -> Result<(), Fault> {
+        let Frame { channel, kind } = frame;
+        match kind {
+            FrameKind::Heartbeat => {
+                if channel != 0 {
+                    return Err(connection_fault!(
+                        FRAME_ERROR,
+                        "heartbeat frame on channel {channel}"
+                    ));
+                }
+                Ok(())
+            }
+            FrameKind::Method(payload) => {
+                let method = Method::decode(&payload).map_err(|e| {
+                    Fault::connection(crate::reply::ReplyCode(e.reply_code()), format_args!("{e}"))
+                })?;
+                if channel == 0 {
+                    self.handle_connection_method(method)
+                } else {
+                    self.handle_channel_method(channel, method)
+                }
+            }
+            FrameKind::Header(payload) => self.handle_header(channel, payload),
+            FrameKind::Body(payload) => self.handle_body(channel, payload),
+        }
+    }
+
+    fn handle_connection_method(&mut self, method: Method) -> Result<(), Fault> {
+        let (class_id, method_id) = (method.class_id(), method.method_id());
+        let result = match (self.state, method) {
+            (State::StartOk, Method::ConnectionStartOk(ok)) => {
+                self.capabilities =
+                    ClientCapabilities::from_client_properties(&ok.client_properties);
+                let mechanism = ok.mechanism.as_str();
+                let (username, password) = match mechanism {
+                    "PLAIN" => parse_plain(ok.response.0.as_ref()),
+                    "AMQPLAIN" => parse_amqplain(ok.response.0.as_ref()),
+                    other => {
+                        return Err(connection_fault!(
+                            COMMAND_INVALID,
+                            "unknown authentication mechanism '{other}'"
+                        )
+                        .caused_by(class_id, method_id));
+                    }
+                }
+                .ok_or_else(|| {
+                    connection_fault!(
+                        ACCESS_REFUSED,
+                        "Login was refused using authentication mechanism {mechanism}. \
+                         For details see the broker logfile."
+                    )
+                })?;
+                self.username = username.clone();
+                self.state = State::Login;
+                self.commands.push_back(Command::Login {
+                    username,
+                    password,
+                    mechanism: ok.mechanism.clone(),
+                    capabilities: self.capabilities,
+                });
+                Ok(())
+            }
+            (State::TuneOk, Method::ConnectionTuneOk(ok)) => {
+                let frame_max = if ok.frame_max == 0 {
+                    self.config.frame_max
+                } else {
+                    ok.frame_max
+                };
+                if frame_max < FRAME_MIN_SIZE {
+                    return Err(connection_fault!(
+                        NOT_ALLOWED,
+                        "frame_max={frame_max} < {FRAME_MIN_SIZE} min size"
+                    ));
+                }
+                if frame_max > self.config.frame_max {
+                    return Err(connection_fault!(
+                        NOT_ALLOWED,
+                        "frame_max={frame_max} > {} max size",
+                        self.config.frame_max
+                    ));
+                }
+                if ok.channel_max > self.config.channel_max {
+                    return Err(connection_fault!(
+                        NOT_ALLOWED,
+                        "channel_max={} > {} max",
+                        ok.channel_max,
+                        self.config.channel_max
+                    ));
+                }
+                self.frame_max = frame_max;
+                self.channel_max = if ok.channel_max == 0 {
+                    self.config.channel_max
+                } else {
+                    ok.channel_max
+                };
+                self.heartbeat_ms = u64::from(ok.heartbeat) * 1000;
+                self.state = State::Open;
+                Ok(())
+            }
+            (State::Open, Method::ConnectionOpen(open)) => {
+                self.state = State::OpenOk;
+                self.commands.push_back(Command::Open {
+                    vhost: open.virtual_host,
+                });
+                Ok(())
+            }
+            (State::Running | State::OpenOk, Method::ConnectionClose(_)) => {
+                encode_method_frame(&mut self.output, 0, &ConnectionCloseOk.into());
+                self.close_silently();
+                Ok(())
+            }
+            (State::Closing, Method::ConnectionCloseOk(_)) => {
+                self.state = State::Closed;
+                Ok(())
+            }
+            (State::Closing, Method::ConnectionClose(_)) => {
+                encode_method_frame(&mut self.output, 0, &ConnectionCloseOk.into());
+                self.state = State::Closed;
+                Ok(())
+            }
+            (State::Closing, _) => Ok(()),
+            (_, m) if m.class_id() == ConnectionClose::CLASS_ID => Err(connection_fault!(
+                COMMAND_INVALID,
+                "unexpected method {} in this connection state",
+                m.name()
+            )),
+            (_, m) => Err(connection_fault!(
+                COMMAND_INVALID,
+                "method {} is not allowed on channel 0",
+                m.name()
+            )),
+        };
+        result.map_err(|f| f.or_caused_by(class_id, method_id))
+    }
+
+    fn handle_channel_method(&mut self, channel: u16, method: Method) -> Result<(), Fault> {
+        if self.state == State::Closing {
+            return Ok(());
+        }
+        let (class_id, method_id) = (method.class_id(), method.method_id());
+        if self.state != State::Running {
+            return Err(connection_fault!(
+                COMMAND_INVALID,
+                "method {} before the connection is open",
+                method.name()
+            )
+            .caused_by(class_id, method_id));
+        }
+        if class_id == ConnectionClose::CLASS_ID {
+            return Err(connection_fault!(
+                COMMAND_INVALID,
+                "connection method {} on channel {channel}",
+                method.name()
+            )
+            .caused_by(class_id, method_id));
+        }
+        let idx = usize::from(channel);
+        let slot = self
+            .channels
+            .get(idx)
+            .and_then(|c| c.as_ref())
+            .map(|c| c.state);
+        match (slot, method) {
+            (None, Method::ChannelOpen(open)) => {
+                if channel > self.channel_max {
+                    return Err(connection_fault!(
+                        CHANNEL_ERROR,
+                        "channel number {channel} exceeds channel_max {}",
+                        self.channel_max
+                    )
+                    .caused_by(class_id, method_id));
+                }
+                if self.channels.len() <= idx {
+                    self.channels.resize_with(idx + 1, || None);
+                }
+                self.channels[idx] = Some(Channel {
+                    state: ChannelState::Open,
+                    content: None,
+                });
+                self.commands.push_back(Command::Method {
+                    channel,
+                    method: Method::ChannelOpen(open),
+                });
+                Ok(())
+            }
+            (None, m) => Err(connection_fault!(
+                CHANNEL_ERROR,
+                "expected 'channel.open' on channel {channel}, got {}",
+                m.name()
+            )
+            .caused_by(class_id, method_id)),
+            (Some(ChannelState::ClosingByServer), Method::ChannelCloseOk(_)) => {
+                self.free_channel(channel);
+                Ok(())
+            }
+            (Some(ChannelState::ClosingByServer), Method::ChannelClose(_)) => {
+                // Both sides closed at once: answer, and the channel is gone.
+                encode_method_frame(&mut self.output, channel, &ChannelCloseOk.into());
+                self.free_channel(channel);
+                Ok(())
+            }
+            (Some(ChannelState::ClosingByServer | ChannelState::ClosingByPeer), _) => Ok(()),
+            (Some(ChannelState::Open), m) => {
+                let ch = self.channels[idx].as_mut().expect("slot checked above");
+                if ch.content.is_some() {
+                    return Err(connection_fault!(
+                        UNEXPECTED_FRAME,
+                        "expected content header for class 60, got non content header frame instead"
+                    )
+                    .caused_by(class_id, method_id));
+                }
+                match m {
+                    Method::ChannelOpen(_) => Err(connection_fault!(
+                        CHANNEL_ERROR,
+                        "second 'channel.open' seen"
+                    )
+                    .caused_by(class_id, method_id)),
+                    Method::BasicPublish(publish) => {
+                        ch.content = Some(PendingContent {
+                            publish,
+                            header: None,
+                            body: BytesMut::new(),
+                            single: None,
+                            received: 0,
+                        });
+                        Ok(())
+                    }
+                    Method::ChannelClose(close) => {
+                        ch.state = ChannelState::ClosingByPeer;
+                        self.commands.push_back(Command::Method {
+                            channel,
+                            method: Method::ChannelClose(close),
+                        });
+                        Ok(())
+                    }
+                    Method::ChannelCloseOk(_) => Ok(()),
+                    m if is_client_method(&m) => {
+                        self.commands
+                            .push_back(Command::Method { channel, method: m });
+                        Ok(())
+                    }
+                    m => Err(connection_fault!(
+                        COMMAND_INVALID,
+                        "method {} is not sent by clients",
+                        m.name()
+                    )
+                    .caused_by(class_id, method_id)),
+                }
+            }
+        }
+    }
+
+    fn open_channel(&mut self, channel: u16) -> Option<&mut Channel> {
+        self.channels
+            .get_mut(usize::from(channel))
+            .and_then(|c| c.as_mut())
+    }
+
+    fn handle_header(&mut self, channel: u16, payload: Bytes) -> Result<(), Fault> {
+        if self.state == State::Closing {
+            return Ok(());
+        }
+        let max = self.config.max_message_size;
+        let Some(ch) = self.open_channel(channel) else {
+            return Err(connection_fault!(
+                CHANNEL_ERROR,
+                "expected 'channel.open' on channel {channel}, got a content header"
+            ));
+        };
+        if ch.state != ChannelState::Open {
+            return Ok(());
+        }
+        let Some(pending) = ch.content.as_mut().filter(|p| p.header.is_none()) else {
+            return Err(connection_fault!(
+                UNEXPECTED_FRAME,
+                "expected method frame, got non method frame instead"
+            ));
+        };
+        let header = ContentHeader::decode(payload).map_err(|e| {
+            Fault::connection(crate::reply::ReplyCode(e.reply_code()), format_args!("{e}"))
+        })?;
+        if header.class_id != BasicPublish::CLASS_ID {
+            return Err(connection_fault!(
+                FRAME_ERROR,
+                "content header for class {} on a basic.publish",
+                header.class_id
+            ));
+        }
+        if header.body_size > max {
+            let size = header.body_size;
+            ch.content = None;
+            // A channel error: the channel closes and its body frames are dropped.
+            ch.state = ChannelState::ClosingByServer;
+            let fault = channel_fault!(
+                PRECONDITION_FAILED,
+                "message size {size} is larger than configured max size {max}"
+            )
+            .caused_by(BasicPublish::CLASS_ID, BasicPublish::METHOD_ID);
+            let close = crate::codec::ChannelClose {
+                reply_code: fault.code.0,
+                reply_text: ShortStr::from(fault.text.as_str()),
+                class_id: fault.class_id,
+                method_id: fault.method_id,
+            };
+            encode_method_frame(&mut self.output, channel, &close.into());
+            // The broker must also forget the channel (requeue its unacked messages).
+            self.commands.push_back(Command::ChannelGone { channel });
+            return Ok(());
+        }
+        let body_size = header.body_size;
+        pending.header = Some(header);
+        if body_size == 0 {
+            self.complete_publish(channel);
+        }
+        Ok(())
+    }
+
+    fn handle_body(&mut self, channel: u16, payload: Bytes) -> Result<(), Fault> {
+        if self.state == State::Closing {
+            return Ok(());
+        }
+        let Some(ch) = self.open_channel(channel) else {
+            return Err(connection_fault!(
+                CHANNEL_ERROR,
+                "expected 'channel.open' on channel {channel}, got a content body"
+            ));
+        };
+        if ch.state != ChannelState::Open {
+            return Ok(());
+        }
+        let Some((pending, size)) = ch
+            .content
+            .as_mut()
+            .and_then(|p| p.header.as_ref().map(|h| h.body_size).map(|s| (p, s)))
+        else {
+            return Err(connection_fault!(
+                UNEXPECTED_FRAME,
+                "expected method frame, got non method frame instead"
+            ));
+        };
+        let len = payload.len() as u64;
+        if pending.received + len > size {
+            return Err(connection_fault!(
+                FRAME_ERROR,
+                "content body is {} bytes longer than its header said",
+                pending.received + len - size
+            ));
+        }
+        if pending.received == 0 && len == size {
+            pending.single = Some(payload);
+        } else {
+            if pending.body.is_empty() {
+                // Sized by the header, which is at most max_message_size.
+                pending.body.reserve(size as usize);
+            }
+            pending.body.extend_from_slice(&payload);
+        }
+        pending.received += len;
+        if pending.received == size {
+            self.complete_publish(channel);
+        }
+        Ok(())
+    }
+
+    fn complete_publish(&mut self, channel: u16) {
+        let Some(ch) = self.open_channel(channel) else {
+            return;
+        };
+        let Some(pending) = ch.content.take() else {
+            return;
+        };
+        let Some(header) = pending.header else {
+            return;
+        };
+        let body = match pending.single {
+            Some(b) => b,
+            None => pending.body.freeze(),
+        };
+        self.commands.push_back(Command::Publish {
+            channel,
+            publish: pending.publish,
+            header,
+            body,
+        });
+    }
+
+    fn free_channel(&mut self, channel: u16) {
+        if let Some(slot) = self.channels.get_mut(usize::from(channel)) {
+            *slot = None;
+        }
+    }
+
+    /// Reacts to a fault found while reading: close the channel or the connection.
+    fn fail(&mut self, fault: Fault, now_ms: u64) {
+        match fault.scope {
+            Scope::Channel => {
+                // Channel faults found by the connection itself are rare (the broker raises
+                // most); route them through the same path as the broker's.
+                // The channel number is not known here, so treat it as a connection fault.
+                let fault = Fault {
+                    scope: Scope::Connection,
+                    ..fault
+                };
+                self.fail(fault, now_ms)
+            }
+            Scope::Connection => {
+                if matches!(self.state, State::Header | State::StartOk | State::Login) {
+                    // Before tune the client may not understand connection.close; RabbitMQ
+                    // still sends it, which pika reports as a probable auth/protocol error.
+                    self.send_connection_close(&fault, now_ms);
+                    self.state = State::Closed;
+                    self.commands.push_back(Command::Close);
+                    return;
+                }
+                self.send_connection_close(&fault, now_ms);
+                self.commands.push_back(Command::Close);
+            }
+        }
+    }
+
+    fn send_connection_close(&mut self, fault: &Fault, now_ms: u64) {
+        if matches!(self.state, State::Closing | State::Closed) {
+            return;
+        }
+        let close = ConnectionClose {
+            reply_code: fault.code.0,
+            reply_text: ShortStr::from(fault.text.as_str()),
+            class_id: fault.class_id,
+            method_id: fault.method_id,
+        };
+        encode_method_frame(&mut self.output, 0, &close.into());
+        self.last_send_ms = now_ms;
+        self.state = State::Closing;
+        self.deadline_ms = Some(now_ms + self.config.close_timeout_ms);
+        self.channels.clear();
+    }
+
+    /// Ends the connection without (further) protocol exchange and tells the broker.
+    fn close_silently(&mut self) {
+        let was_known_to_broker = !matches!(self.state, State::Header | State::StartOk);
+        self.state = State::Closed;
+        self.channels.clear();
+        self.input.clear();
+        if was_known_to_broker {
+            self.commands.push_back(Command::Close);
+        }
+    }
+}
+
+fn long(s: &str) -> FieldValue {
+    FieldValue::LongStr(LongStr::from(s))
+}
+
+/// Methods a client may send on a channel; anything else is COMMAND_INVALID.
+fn is_client_method(m: &Method) -> bool {
+    !matches!(
+        m,
+        Method::ChannelOpenOk(_)
+            | Method::ChannelFlowOk(_)
+            | Method::ExchangeDeclareOk(_)
+            | Method::ExchangeDeleteOk(_)
+            | Method::ExchangeBindOk(_)
+            | Method::ExchangeUnbindOk(_)
+            | Method::QueueDeclareOk(_)
+            | Method::QueueBindOk(_)
+            | Method::QueueUnbindOk(_)
+            | Method::QueuePurgeOk(_)
+            | Method::QueueDeleteOk(_)
+            | Method::BasicQosOk(_)
+            | Method::BasicConsumeOk(_)
+            | Method::BasicCancelOk(_)
+            | Method::BasicReturn(_)
+            | Method::BasicDeliver(_)
+            | Method::BasicGetOk(_)
+            | Method::BasicGetEmpty(_)
+            | Method::BasicRecoverOk(_)
+            | Method::TxSelectOk(_)
+            | Method::TxCommitOk(_)
+            | Method::TxRollbackOk(_)
+            | Method::ConfirmSelectOk(_)
+    )
+}
+
+/// PLAIN (RFC 4616): `[authzid] NUL authcid NUL passwd`.
+fn parse_plain(response: &[u8]) -> Option<(String, String)> {
+    let mut parts = response.split(|&b| b == 0);
+    let _authzid = parts.next()?;
+    let user = parts.next()?;
+    let pass = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((
+        String::from(core::str::from_utf8(user).ok()?),
+        String::from(core::str::from_utf8(pass).ok()?),
+    ))
+}
+
+/// AMQPLAIN: a field table without its length prefix, holding LOGIN and PASSWORD.
+fn parse_amqplain(response: &[u8]) -> Option<(String, String)> {
+    let len = u32::try_from(response.len()).ok()?;
+    let mut framed = Vec::with_capacity(response.len() + 4);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(response);
+    let table = FieldTable::decode(&framed).ok()?;
+    let text = |key: &str| match table.get(key)? {
+        FieldValue::LongStr(s) | FieldValue::Bytes(s) => {
+            core::str::from_utf8(s.as_bytes()).ok().map(String::from)
+        }
+        _ => None,
+    };
+    Some((text("LOGIN")?, text("PASSWORD")?))
+}
+
+/// Frame overhead is part of frame_max; the largest body chunk per frame.
+pub fn max_body_chunk(frame_max: u32) -> usize {
+    (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_response_parses_with_and_without_authzid() {
+        assert_eq!(
+            parse_plain(b"\0guest\0secret"),
+            Some(("guest".into(), "secret".into()))
+        );
+        assert_eq!(
+            parse_plain(b"admin\0guest\0secret"),
+            Some(("guest".into(), "secret".into()))
+        );
+        assert_eq!(parse_plain(b"guest"), None);
+        assert_eq!(parse_plain(b"\0a\0b\0c"), None);
+    }
+}

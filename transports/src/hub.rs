@@ -1,0 +1,128 @@
+//! The hub: the one task that owns the [`Broker`] and serves every connection.
+//!
+//! Connection tasks decode frames and encode replies on their own threads; the hub only runs
+//! broker logic. It takes commands in batches (`recv_many`) and answers each connection with
+//! one batch of events per round, so a busy connection costs one channel send per read, not
+//! one per frame.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use warren_core::{Broker, Command, ConnId, Event};
+
+/// A batch of events for one connection.
+pub type EventBatch = Vec<Event>;
+
+enum HubMsg {
+    Register(ConnId, mpsc::UnboundedSender<EventBatch>),
+    Commands(ConnId, Vec<Command>),
+}
+
+/// A cloneable handle to the broker task.
+#[derive(Clone)]
+pub struct Hub {
+    tx: mpsc::UnboundedSender<HubMsg>,
+    next_conn: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl Hub {
+    /// Starts the broker task on the current tokio runtime.
+    pub fn spawn(broker: Broker) -> Hub {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let epoch = Instant::now();
+        tokio::spawn(run(broker, rx, epoch));
+        Hub {
+            tx,
+            next_conn: Arc::new(AtomicU64::new(1)),
+            epoch,
+        }
+    }
+
+    /// Milliseconds since the hub started: the clock every core object is fed.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Registers a new connection; events for it arrive on the returned receiver.
+    pub fn register(&self) -> (ConnId, mpsc::UnboundedReceiver<EventBatch>) {
+        let id = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.tx.send(HubMsg::Register(id, tx));
+        (id, rx)
+    }
+
+    /// Sends a batch of commands from one connection.
+    pub fn send(&self, conn: ConnId, commands: Vec<Command>) {
+        if !commands.is_empty() {
+            let _ = self.tx.send(HubMsg::Commands(conn, commands));
+        }
+    }
+}
+
+async fn run(mut broker: Broker, mut rx: mpsc::UnboundedReceiver<HubMsg>, epoch: Instant) {
+    let mut conns: HashMap<ConnId, mpsc::UnboundedSender<EventBatch>> = HashMap::new();
+    let mut inbox = Vec::with_capacity(256);
+    let mut outbox: HashMap<ConnId, EventBatch> = HashMap::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut inbox, 1024) => {
+                if n == 0 {
+                    return;
+                }
+            }
+            _ = tick.tick() => {
+                broker.handle_timeout(epoch.elapsed().as_millis() as u64);
+            }
+        }
+        for msg in inbox.drain(..) {
+            match msg {
+                HubMsg::Register(id, tx) => {
+                    conns.insert(id, tx);
+                }
+                HubMsg::Commands(id, commands) => {
+                    let mut closed = false;
+                    for command in commands {
+                        closed |= matches!(command, Command::Close);
+                        broker.handle(id, command);
+                    }
+                    if closed {
+                        // Flush what the broker still had for it, then forget it.
+                        collect(&mut broker, &mut outbox);
+                        deliver(&conns, &mut outbox);
+                        conns.remove(&id);
+                    }
+                }
+            }
+        }
+        collect(&mut broker, &mut outbox);
+        deliver(&conns, &mut outbox);
+    }
+}
+
+fn collect(broker: &mut Broker, outbox: &mut HashMap<ConnId, EventBatch>) {
+    while let Some((conn, event)) = broker.poll_event() {
+        outbox.entry(conn).or_default().push(event);
+    }
+}
+
+fn deliver(
+    conns: &HashMap<ConnId, mpsc::UnboundedSender<EventBatch>>,
+    outbox: &mut HashMap<ConnId, EventBatch>,
+) {
+    for (conn, batch) in outbox.iter_mut() {
+        if batch.is_empty() {
+            continue;
+        }
+        let batch = std::mem::take(batch);
+        if let Some(tx) = conns.get(conn) {
+            let _ = tx.send(batch);
+        }
+    }
+    outbox.retain(|conn, _| conns.contains_key(conn));
+}
