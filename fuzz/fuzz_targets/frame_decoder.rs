@@ -11,7 +11,7 @@
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use warren_core::codec::{
-    decode_frame, peek_delivery_mode, peek_expiration, peek_headers, BasicProperties,
+    decode_frame, peek_delivery_mode, peek_expiration, peek_headers, peek_user_id, BasicProperties,
     ContentHeader, FieldTable, FrameKind, Method,
 };
 
@@ -30,6 +30,7 @@ fn method(payload: &Bytes) {
 fn properties(raw: &Bytes) {
     let _ = peek_delivery_mode(raw);
     let _ = peek_expiration(raw);
+    let _ = peek_user_id(raw);
     let _ = peek_headers(raw);
     if let Ok(p) = BasicProperties::decode_bytes(raw) {
         let once = p.to_bytes();

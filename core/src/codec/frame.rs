@@ -150,11 +150,7 @@ pub fn encode_content(
     body: &[u8],
     frame_max: u32,
 ) {
-    let chunk = if frame_max == 0 {
-        body.len().max(1)
-    } else {
-        (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1)
-    };
+    let chunk = body_chunk(body, frame_max);
     let body_frames = body.len().div_ceil(chunk);
     let header_len = CONTENT_HEADER_FIXED + properties.len();
     out.reserve(header_len + body.len() + FRAME_OVERHEAD * (1 + body_frames));
@@ -168,6 +164,39 @@ pub fn encode_content(
         put_frame_head(out, FRAME_BODY, channel, piece.len() as u32);
         out.extend_from_slice(piece);
         put_u8(out, FRAME_END);
+    }
+}
+
+/// A content-carrying method frame (basic.deliver, basic.get-ok, basic.return, ...) followed by
+/// its content header and body frames, as [`encode_method_frame`] then [`encode_content`] would
+/// write them, with a single reservation for all of it. The content's class is the method's.
+pub fn encode_message(
+    out: &mut Vec<u8>,
+    channel: u16,
+    method: &Method,
+    properties: &[u8],
+    body: &[u8],
+    frame_max: u32,
+) {
+    let chunk = body_chunk(body, frame_max);
+    out.reserve(
+        method.encoded_len()
+            + CONTENT_HEADER_FIXED
+            + properties.len()
+            + body.len()
+            + FRAME_OVERHEAD * (2 + body.len().div_ceil(chunk)),
+    );
+    encode_method_frame(out, channel, method);
+    encode_content(out, channel, method.class_id(), properties, body, frame_max);
+}
+
+/// Body bytes per body frame.
+#[inline]
+fn body_chunk(body: &[u8], frame_max: u32) -> usize {
+    if frame_max == 0 {
+        body.len().max(1)
+    } else {
+        (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1)
     }
 }
 

@@ -271,9 +271,9 @@ pub fn peek_priority(raw: &[u8]) -> Result<Option<u8>, DecodeError> {
     }
 }
 
-/// The expiration (per-message TTL string), if set, borrowed from `raw`. Does not allocate.
-pub fn peek_expiration(raw: &[u8]) -> Result<Option<&str>, DecodeError> {
-    match seek(raw, flags::EXPIRATION)? {
+/// A shortstr property, borrowed from `raw`.
+fn peek_str(raw: &[u8], bit: u16) -> Result<Option<&str>, DecodeError> {
+    match seek(raw, bit)? {
         Some(mut r) => {
             let len = usize::from(r.u8()?);
             let s = r.take(len)?;
@@ -283,6 +283,17 @@ pub fn peek_expiration(raw: &[u8]) -> Result<Option<&str>, DecodeError> {
         }
         None => Ok(None),
     }
+}
+
+/// The expiration (per-message TTL string), if set, borrowed from `raw`. Does not allocate.
+pub fn peek_expiration(raw: &[u8]) -> Result<Option<&str>, DecodeError> {
+    peek_str(raw, flags::EXPIRATION)
+}
+
+/// The user-id (checked by RabbitMQ against the connection's user), if set, borrowed from
+/// `raw`. Does not allocate.
+pub fn peek_user_id(raw: &[u8]) -> Result<Option<&str>, DecodeError> {
+    peek_str(raw, flags::USER_ID)
 }
 
 /// The headers table, if set. Skips content-type and content-encoding without allocating;

@@ -636,6 +636,7 @@ fn peeks_skip_earlier_properties() {
         correlation_id: Some("c".into()),
         reply_to: Some("r".into()),
         expiration: Some("60000".into()),
+        user_id: Some("guest".into()),
         ..Default::default()
     };
     let raw = p.to_bytes();
@@ -643,6 +644,7 @@ fn peeks_skip_earlier_properties() {
     assert_eq!(peek_priority(&raw).unwrap(), Some(5));
     assert_eq!(peek_headers(&raw).unwrap(), Some(headers));
     assert_eq!(peek_expiration(&raw).unwrap(), Some("60000"));
+    assert_eq!(peek_user_id(&raw).unwrap(), Some("guest"));
     assert_eq!(BasicProperties::decode_bytes(&raw).unwrap(), p);
 
     let none = BasicProperties::default().to_bytes();
@@ -771,6 +773,24 @@ fn content_is_split_by_frame_max() {
 }
 
 #[test]
+fn encode_message_equals_method_frame_then_content() {
+    let deliver = Method::from(BasicDeliver {
+        consumer_tag: "c".into(),
+        delivery_tag: 9,
+        ..Default::default()
+    });
+    let props = BasicProperties::default().to_bytes();
+    let body = [7u8; 5000];
+    let mut separate = Vec::new();
+    encode_method_frame(&mut separate, 4, &deliver);
+    encode_content(&mut separate, 4, 60, &props, &body, 4096);
+    let mut together = Vec::new();
+    encode_message(&mut together, 4, &deliver, &props, &body, 4096);
+    assert_eq!(together, separate);
+    assert_eq!(decode_all(&together, 777, 4096).len(), 4);
+}
+
+#[test]
 fn content_header_known_bytes() {
     let header = ContentHeader::decode(Bytes::from_static(
         b"\x00\x3c\x00\x00\x00\x00\x00\x00\x00\x00\x00\x05\x10\x00\x01",
@@ -815,6 +835,7 @@ fn decode_everything(data: &[u8]) {
     let _ = peek_priority(data);
     let _ = peek_headers(data);
     let _ = peek_expiration(data);
+    let _ = peek_user_id(data);
     for frame_max in [0, 4096] {
         let mut buf = BytesMut::from(data);
         while let Ok(Some(frame)) = decode_frame(&mut buf, frame_max) {
@@ -880,6 +901,7 @@ proptest! {
         prop_assert_eq!(peek_delivery_mode(&raw).unwrap(), p.delivery_mode);
         prop_assert_eq!(peek_priority(&raw).unwrap(), p.priority);
         prop_assert_eq!(peek_expiration(&raw).unwrap(), p.expiration.as_deref());
+        prop_assert_eq!(peek_user_id(&raw).unwrap(), p.user_id.as_deref());
         prop_assert_eq!(peek_headers(&raw).unwrap(), p.headers);
     }
 
