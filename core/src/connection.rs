@@ -89,6 +89,19 @@ enum State {
     Closed,
 }
 
+impl State {
+    /// The state's name as RabbitMQ reports it in errors.
+    fn name(self) -> &'static str {
+        match self {
+            State::Header | State::StartOk | State::Login => "starting",
+            State::TuneOk => "tuning",
+            State::Open | State::OpenOk => "opening",
+            State::Running => "running",
+            State::Closing | State::Closed => "closing",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ChannelState {
     Open,
@@ -187,10 +200,7 @@ impl Connection {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    let fault = Fault::connection(
-                        crate::reply::ReplyCode(e.reply_code()),
-                        format_args!("{e}"),
-                    );
+                    let fault = frame_decode_fault(&e, &self.input);
                     self.fail(fault, now_ms);
                     // The stream is no longer framed: nothing more can be read from it.
                     self.input.clear();
@@ -278,7 +288,7 @@ impl Connection {
                     }
                     let close = crate::codec::ChannelClose {
                         reply_code: fault.code.0,
-                        reply_text: ShortStr::from(fault.text.as_str()),
+                        reply_text: reply_text(&fault.text),
                         class_id: fault.class_id,
                         method_id: fault.method_id,
                     };
@@ -410,6 +420,7 @@ impl Connection {
         props.insert("version", long(self.config.version));
         props.insert("platform", long("Rust"));
         props.insert("cluster_name", long("warren"));
+        props.insert("copyright", long("Copyright (c) the Warren authors"));
         props.insert(
             "information",
             long("Warren, an AMQP 0-9-1 broker. Licensed under MIT or Apache-2.0."),
@@ -419,20 +430,33 @@ impl Connection {
 
     fn handle_frame(&mut self, frame: Frame) -> Result<(), Fault> {
         let Frame { channel, kind } = frame;
+        // Before `connection.open` only channel 0 may speak (RabbitMQ answers 505).
+        if channel != 0 && !matches!(self.state, State::Running | State::Closing) {
+            let (kind_id, payload) = match &kind {
+                FrameKind::Method(p) => (1, p.as_ref()),
+                FrameKind::Header(p) => (2, p.as_ref()),
+                FrameKind::Body(p) => (3, p.as_ref()),
+                FrameKind::Heartbeat => (8, &[][..]),
+            };
+            return Err(connection_fault!(
+                UNEXPECTED_FRAME,
+                "type {kind_id}, all octets = {}",
+                ErlangBinary(payload)
+            ));
+        }
         match kind {
             FrameKind::Heartbeat => {
                 if channel != 0 {
                     return Err(connection_fault!(
-                        FRAME_ERROR,
-                        "heartbeat frame on channel {channel}"
+                        UNEXPECTED_FRAME,
+                        "type 8, all octets = <<>>"
                     ));
                 }
                 Ok(())
             }
             FrameKind::Method(payload) => {
-                let method = Method::decode(&payload).map_err(|e| {
-                    Fault::connection(crate::reply::ReplyCode(e.reply_code()), format_args!("{e}"))
-                })?;
+                let method =
+                    Method::decode(&payload).map_err(|e| method_decode_fault(&e, &payload))?;
                 if channel == 0 {
                     self.handle_connection_method(method)
                 } else {
@@ -543,10 +567,10 @@ impl Connection {
                 "unexpected method {} in this connection state",
                 m.name()
             )),
-            (_, m) => Err(connection_fault!(
-                COMMAND_INVALID,
-                "method {} is not allowed on channel 0",
-                m.name()
+            (state, _) => Err(connection_fault!(
+                CHANNEL_ERROR,
+                "unexpected method in connection state {}",
+                state.name()
             )),
         };
         result.map_err(|f| f.or_caused_by(class_id, method_id))
@@ -602,12 +626,8 @@ impl Connection {
                 });
                 Ok(())
             }
-            (None, m) => Err(connection_fault!(
-                CHANNEL_ERROR,
-                "expected 'channel.open' on channel {channel}, got {}",
-                m.name()
-            )
-            .caused_by(class_id, method_id)),
+            (None, _) => Err(connection_fault!(CHANNEL_ERROR, "expected 'channel.open'")
+                .caused_by(class_id, method_id)),
             (Some(ChannelState::ClosingByServer), Method::ChannelCloseOk(_)) => {
                 self.free_channel(channel);
                 Ok(())
@@ -717,7 +737,7 @@ impl Connection {
             .caused_by(BasicPublish::CLASS_ID, BasicPublish::METHOD_ID);
             let close = crate::codec::ChannelClose {
                 reply_code: fault.code.0,
-                reply_text: ShortStr::from(fault.text.as_str()),
+                reply_text: reply_text(&fault.text),
                 class_id: fault.class_id,
                 method_id: fault.method_id,
             };
@@ -823,12 +843,12 @@ impl Connection {
                 self.fail(fault, now_ms)
             }
             Scope::Connection => {
-                if matches!(self.state, State::Header | State::StartOk | State::Login) {
-                    // Before tune the client may not understand connection.close; RabbitMQ
-                    // still sends it, which pika reports as a probable auth/protocol error.
-                    self.send_connection_close(&fault, now_ms);
-                    self.state = State::Closed;
-                    self.commands.push_back(Command::Close);
+                if matches!(
+                    self.state,
+                    State::Header | State::StartOk | State::Login | State::TuneOk
+                ) {
+                    // Before tune-ok, RabbitMQ drops the socket without a connection.close.
+                    self.close_silently();
                     return;
                 }
                 self.send_connection_close(&fault, now_ms);
@@ -843,7 +863,7 @@ impl Connection {
         }
         let close = ConnectionClose {
             reply_code: fault.code.0,
-            reply_text: ShortStr::from(fault.text.as_str()),
+            reply_text: reply_text(&fault.text),
             class_id: fault.class_id,
             method_id: fault.method_id,
         };
@@ -863,6 +883,106 @@ impl Connection {
         if was_known_to_broker {
             self.commands.push_back(Command::Close);
         }
+    }
+}
+
+/// A reply text as it goes on the wire: at most 255 bytes, cut with "..." like RabbitMQ.
+fn reply_text(text: &str) -> ShortStr {
+    if text.len() <= 255 {
+        return ShortStr::from(text);
+    }
+    let mut end = 252;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut cut = String::with_capacity(255);
+    cut.push_str(&text[..end]);
+    cut.push_str("...");
+    ShortStr::from(cut)
+}
+
+/// Bytes printed as an Erlang binary (`<<0,20,0,10>>`, or `<<"abc">>` when printable), as
+/// RabbitMQ's frame errors show them.
+struct ErlangBinary<'a>(&'a [u8]);
+
+impl core::fmt::Display for ErlangBinary<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let printable = !self.0.is_empty() && self.0.iter().all(|b| (0x20..0x7f).contains(b));
+        if printable {
+            f.write_str("<<\"")?;
+            for &b in self.0 {
+                if b == b'"' || b == b'\\' {
+                    f.write_str("\\")?;
+                }
+                write!(f, "{}", char::from(b))?;
+            }
+            return f.write_str("\">>");
+        }
+        f.write_str("<<")?;
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{b}")?;
+        }
+        f.write_str(">>")
+    }
+}
+
+/// The fault for bytes that do not frame, worded as RabbitMQ words it
+/// (`FRAME_ERROR - type 1, all octets = <<…>>: {frame_too_large,4220,4088}`).
+/// `input` still starts with the offending frame.
+fn frame_decode_fault(e: &crate::codec::DecodeError, input: &[u8]) -> Fault {
+    use crate::codec::DecodeError;
+    let kind = input.first().copied().unwrap_or(0);
+    let size = input
+        .get(3..7)
+        .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize);
+    let payload = input.get(7..7 + size).unwrap_or(&[]);
+    let overhead = FRAME_OVERHEAD as u64;
+    match e {
+        DecodeError::FrameTooLarge { size, max } => connection_fault!(
+            FRAME_ERROR,
+            "type {kind}, all octets = <<>>: {{frame_too_large,{},{}}}",
+            size.saturating_sub(overhead),
+            u64::from(*max).saturating_sub(overhead)
+        ),
+        DecodeError::UnknownFrameType(_) => connection_fault!(
+            FRAME_ERROR,
+            "type {kind}, all octets = {}: unknown_frame",
+            ErlangBinary(payload)
+        ),
+        DecodeError::BadFrameEnd(end) => connection_fault!(
+            FRAME_ERROR,
+            "type {kind}, all octets = {}: {{invalid_frame_end_marker,{end}}}",
+            ErlangBinary(payload)
+        ),
+        other => Fault::connection(
+            crate::reply::ReplyCode(other.reply_code()),
+            format_args!("{other}"),
+        ),
+    }
+}
+
+/// The fault for a method frame that does not decode: 501 naming the method when its ids are
+/// known, as RabbitMQ does (`FRAME_ERROR - cannot decode <<…>>`).
+fn method_decode_fault(e: &crate::codec::DecodeError, payload: &[u8]) -> Fault {
+    let code = crate::reply::ReplyCode(e.reply_code());
+    let ids = payload.get(..4).map(|h| {
+        (
+            u16::from_be_bytes([h[0], h[1]]),
+            u16::from_be_bytes([h[2], h[3]]),
+        )
+    });
+    match (e, ids) {
+        (crate::codec::DecodeError::UnknownMethod { .. }, _) | (_, None) => {
+            Fault::connection(code, format_args!("{e}"))
+        }
+        (_, Some((class_id, method_id))) => Fault::connection(
+            crate::reply::ReplyCode::FRAME_ERROR,
+            format_args!("cannot decode {}", ErlangBinary(&payload[4..])),
+        )
+        .caused_by(class_id, method_id),
     }
 }
 

@@ -12,9 +12,9 @@ use super::{Broker, ConnId, Event, Exchange, Message};
 use crate::channel_fault;
 use crate::codec::{
     peek_headers, BasicAck, BasicCancel, BasicCancelOk, BasicConsume, BasicConsumeOk, BasicDeliver,
-    BasicGet, BasicGetEmpty, BasicGetOk, BasicPublish, BasicQos, BasicQosOk, BasicRecoverOk,
-    BasicReturn, ConfirmSelectOk, ContentHeader, FieldTable, Method, ShortStr, TxCommitOk,
-    TxRollbackOk, TxSelectOk,
+    BasicGet, BasicGetEmpty, BasicGetOk, BasicProperties, BasicPublish, BasicQos, BasicQosOk,
+    BasicRecoverOk, BasicReturn, ConfirmSelectOk, ContentHeader, FieldTable, Method, ShortStr,
+    TxCommitOk, TxRollbackOk, TxSelectOk,
 };
 use crate::connection_fault;
 use crate::reply::Fault;
@@ -41,6 +41,7 @@ impl Broker {
         if p.immediate {
             return Err(connection_fault!(NOT_IMPLEMENTED, "immediate=true"));
         }
+        self.check_user_id(conn, &header.properties)?;
         let message = Message::new(p.exchange, p.routing_key, header.properties, body);
         let mut queues = core::mem::take(&mut self.route_scratch);
         queues.clear();
@@ -84,6 +85,29 @@ impl Broker {
         self.route_scratch = queues;
         if let Some(seq) = seq {
             self.confirm(conn, channel, seq);
+        }
+        Ok(())
+    }
+
+    /// A message may only claim the user that published it (RabbitMQ's validated user-id).
+    fn check_user_id(&self, conn: ConnId, properties: &[u8]) -> Result<(), Fault> {
+        const USER_ID_FLAG: u16 = 1 << 4;
+        let flags = properties
+            .get(..2)
+            .map_or(0, |f| u16::from_be_bytes([f[0], f[1]]));
+        if flags & USER_ID_FLAG == 0 {
+            return Ok(());
+        }
+        let claimed = BasicProperties::decode(properties)
+            .ok()
+            .and_then(|p| p.user_id)
+            .unwrap_or_default();
+        let user = self.conns.get(&conn).map_or("", |c| c.username.as_str());
+        if claimed.as_str() != user {
+            return Err(channel_fault!(
+                PRECONDITION_FAILED,
+                "user_id property set to '{claimed}' but authenticated user was '{user}'"
+            ));
         }
         Ok(())
     }

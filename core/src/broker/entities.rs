@@ -173,18 +173,19 @@ impl Broker {
                 return Err(not_found_exchange(&name, &vhost));
             }
         } else {
-            if name.starts_with("amq.") {
+            let Some(kind) = ExchangeKind::parse(kind_text) else {
+                return Err(connection_fault!(
+                    COMMAND_INVALID,
+                    "unknown exchange type '{kind_text}'"
+                ));
+            };
+            // Only new names are checked: redeclaring `amq.direct` as it is succeeds.
+            if !v.exchanges.contains_key(&name) && name.starts_with("amq.") {
                 return Err(channel_fault!(
                     ACCESS_REFUSED,
                     "exchange name '{name}' contains reserved prefix 'amq.*'"
                 ));
             }
-            let Some(kind) = ExchangeKind::parse(kind_text) else {
-                return Err(connection_fault!(
-                    COMMAND_INVALID,
-                    "invalid exchange type '{kind_text}'"
-                ));
-            };
             if let Some(ex) = v.exchanges.get(&name) {
                 if ex.kind != kind {
                     return Err(channel_fault!(
@@ -238,7 +239,7 @@ impl Broker {
         if name.starts_with("amq.") {
             return Err(channel_fault!(
                 ACCESS_REFUSED,
-                "exchange name '{name}' contains reserved prefix 'amq.*'"
+                "deletion of system exchange '{name}' in vhost '{vhost}' not allowed"
             ));
         }
         let v = &self.vhosts[&vhost];
@@ -334,7 +335,10 @@ impl Broker {
         m: ExchangeUnbind,
     ) -> Result<(), Fault> {
         let vhost = self.vhost_of(conn)?;
-        self.check_bind_ends(&vhost, &m.source, &m.destination, true)?;
+        if m.source.is_empty() || m.destination.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        // Unbinding what is not bound succeeds, missing ends included (RabbitMQ 3.x).
         let binding = Binding {
             destination: Destination::Exchange(m.destination.clone()),
             routing_key: m.routing_key,
@@ -427,6 +431,9 @@ impl Broker {
     ) -> Result<(), Fault> {
         let vhost = self.vhost_of(conn)?;
         let mut name = m.queue.clone();
+        let mut m = m;
+        // An exclusive queue dies with its connection, so it is never durable (RabbitMQ).
+        m.durable &= !m.exclusive;
         if m.passive {
             let name = self.resolve_queue_name(conn, channel, name)?;
             let id = self.usable_queue(conn, &vhost, &name)?;
@@ -579,14 +586,19 @@ impl Broker {
         if m.exchange.is_empty() {
             return Err(default_exchange_refused());
         }
-        let id = self.usable_queue(conn, &vhost, &queue)?;
-        self.check_bind_ends(&vhost, &m.exchange, "", false)?;
-        let binding = Binding {
-            destination: Destination::Queue(id),
-            routing_key: m.routing_key,
-            arguments: m.arguments,
-        };
-        self.remove_binding(&vhost, &m.exchange, &binding);
+        // Unbinding what is not bound succeeds, missing ends included (RabbitMQ 3.x).
+        match self.usable_queue(conn, &vhost, &queue) {
+            Ok(id) => {
+                let binding = Binding {
+                    destination: Destination::Queue(id),
+                    routing_key: m.routing_key,
+                    arguments: m.arguments,
+                };
+                self.remove_binding(&vhost, &m.exchange, &binding);
+            }
+            Err(f) if f.code == crate::reply::ReplyCode::NOT_FOUND => {}
+            Err(f) => return Err(f),
+        }
         self.reply(conn, channel, QueueUnbindOk);
         Ok(())
     }
@@ -650,7 +662,7 @@ impl Broker {
         if m.if_empty && !q.ready.is_empty() {
             return Err(channel_fault!(
                 PRECONDITION_FAILED,
-                "queue '{queue}' in vhost '{vhost}' is not empty"
+                "queue '{queue}' in vhost '{vhost}' not empty"
             ));
         }
         let count = self.delete_queue_by_id(id, Some((conn, channel)));
