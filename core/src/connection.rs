@@ -24,9 +24,9 @@ use bytes::{Bytes, BytesMut};
 use crate::broker::{ClientCapabilities, Command, Event};
 use crate::codec::{
     decode_frame, encode_content, encode_heartbeat, encode_method_frame, BasicPublish,
-    ChannelCloseOk, ConnectionClose, ConnectionCloseOk, ConnectionStart, ConnectionTune,
-    ContentHeader, FieldTable, FieldValue, Frame, FrameKind, LongStr, Method, ShortStr,
-    FRAME_OVERHEAD, PROTOCOL_HEADER,
+    ChannelCloseOk, ConnectionBlocked, ConnectionClose, ConnectionCloseOk, ConnectionStart,
+    ConnectionTune, ConnectionUnblocked, ContentHeader, FieldTable, FieldValue, Frame, FrameKind,
+    LongStr, Method, ShortStr, FRAME_OVERHEAD, PROTOCOL_HEADER,
 };
 use crate::reply::{Fault, Scope};
 use crate::{channel_fault, connection_fault};
@@ -146,6 +146,10 @@ pub struct Connection {
     capabilities: ClientCapabilities,
     /// The username the broker accepted, for logs.
     username: String,
+    /// The broker's resource alarm, while one is on.
+    alarm: Option<ShortStr>,
+    /// Publishing under an alarm stops reading from this peer until the alarm clears.
+    blocked: bool,
 }
 
 impl Connection {
@@ -167,6 +171,8 @@ impl Connection {
             deadline_ms: Some(deadline),
             capabilities: ClientCapabilities::default(),
             username: String::new(),
+            alarm: None,
+            blocked: false,
         }
     }
 
@@ -190,8 +196,7 @@ impl Connection {
         if self.state == State::Header && !self.read_protocol_header() {
             return;
         }
-        while !matches!(self.state, State::Closed) {
-            // Before tune-ok we hold the client to our own limit.
+        while !matches!(self.state, State::Closed) && !self.blocked {
             match decode_frame(&mut self.input, self.frame_max) {
                 Ok(Some(frame)) => {
                     if let Err(fault) = self.handle_frame(frame) {
@@ -211,6 +216,12 @@ impl Connection {
         if self.state == State::Closing || self.state == State::Closed {
             self.input.clear();
         }
+    }
+
+    /// False while the connection is blocked by a resource alarm: the adapter must stop reading
+    /// from the socket (TCP backpressure then pauses the publisher), as RabbitMQ does.
+    pub fn wants_input(&self) -> bool {
+        !self.blocked && self.state != State::Closed
     }
 
     /// Takes an answer or a delivery from the broker.
@@ -299,6 +310,19 @@ impl Connection {
                 // The broker has already forgotten this connection.
                 self.send_connection_close(&fault, now_ms);
             }
+            Event::ResourceAlarm { reason } => {
+                self.alarm = reason;
+                if self.alarm.is_none() && self.blocked {
+                    self.blocked = false;
+                    // Time spent blocked is not the peer's silence.
+                    self.last_recv_ms = now_ms;
+                    if self.capabilities.connection_blocked && self.state == State::Running {
+                        encode_method_frame(&mut self.output, 0, &ConnectionUnblocked.into());
+                    }
+                    // Frames read before the block may still wait in the buffer.
+                    self.process_input(now_ms);
+                }
+            }
         }
         if self.output.len() != before {
             self.last_send_ms = now_ms;
@@ -318,6 +342,10 @@ impl Connection {
         }
         if self.heartbeat_ms == 0 || self.state != State::Running {
             return;
+        }
+        if self.blocked {
+            // We are not reading, so the peer's heartbeats go unseen; keep ours going.
+            self.last_recv_ms = now_ms;
         }
         // The peer is dead after two missed heartbeat intervals (RabbitMQ's rule).
         if now_ms.saturating_sub(self.last_recv_ms) >= 2 * self.heartbeat_ms {
@@ -409,6 +437,7 @@ impl Connection {
             "exchange_exchange_bindings",
             "basic.nack",
             "consumer_cancel_notify",
+            "connection.blocked",
             "authentication_failure_close",
             "per_consumer_qos",
         ] {
@@ -821,6 +850,15 @@ impl Connection {
             header,
             body,
         });
+        if let Some(reason) = self.alarm.clone() {
+            if !self.blocked {
+                self.blocked = true;
+                if self.capabilities.connection_blocked {
+                    let blocked = ConnectionBlocked { reason };
+                    encode_method_frame(&mut self.output, 0, &blocked.into());
+                }
+            }
+        }
     }
 
     fn free_channel(&mut self, channel: u16) {

@@ -1,5 +1,7 @@
 //! `warren`: the AMQP 0-9-1 broker binary.
 
+mod memory;
+
 use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +47,12 @@ struct ServerArgs {
     /// Most channels per connection.
     #[arg(long, default_value_t = 2047)]
     channel_max: u16,
+    /// Pause publishers while resident memory exceeds this fraction of physical memory.
+    #[arg(long, default_value_t = 0.4)]
+    vm_memory_high_watermark: f64,
+    /// The same limit in bytes; overrides the fraction.
+    #[arg(long)]
+    vm_memory_high_watermark_absolute: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,6 +89,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     };
     let listener = TcpListener::bind(args.amqp).await?;
     info!(version = env!("CARGO_PKG_VERSION"), "warren starting");
+    let watermark = match args.vm_memory_high_watermark_absolute {
+        Some(bytes) => memory::Watermark::Absolute(bytes),
+        None => memory::Watermark::Relative(args.vm_memory_high_watermark),
+    };
+    tokio::spawn(memory::monitor(
+        hub.clone(),
+        watermark,
+        std::time::Duration::from_millis(500),
+    ));
     let server = tokio::spawn(tcp::serve(listener, hub, config));
     shutdown_signal().await;
     info!("shutting down");

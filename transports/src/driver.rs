@@ -30,7 +30,7 @@ pub async fn drive<T: Transport>(mut io: T, hub: Hub, config: ConnectionConfig, 
             }
         };
         tokio::select! {
-            read = io.read_buf(conn.input_buffer()) => {
+            read = io.read_buf(conn.input_buffer()), if conn.wants_input() => {
                 match read {
                     Ok(0) | Err(_) => conn.handle_eof(),
                     Ok(_) => conn.process_input(hub.now_ms()),

@@ -19,6 +19,7 @@ pub type EventBatch = Vec<Event>;
 enum HubMsg {
     Register(ConnId, mpsc::UnboundedSender<EventBatch>),
     Commands(ConnId, Vec<Command>),
+    Alarm(Option<String>),
 }
 
 /// A cloneable handle to the broker task.
@@ -55,6 +56,11 @@ impl Hub {
         (id, rx)
     }
 
+    /// Raises or clears the broker's resource alarm (see `Broker::set_resource_alarm`).
+    pub fn set_resource_alarm(&self, reason: Option<String>) {
+        let _ = self.tx.send(HubMsg::Alarm(reason));
+    }
+
     /// Sends a batch of commands from one connection.
     pub fn send(&self, conn: ConnId, commands: Vec<Command>) {
         if !commands.is_empty() {
@@ -85,6 +91,7 @@ async fn run(mut broker: Broker, mut rx: mpsc::UnboundedReceiver<HubMsg>, epoch:
                 HubMsg::Register(id, tx) => {
                     conns.insert(id, tx);
                 }
+                HubMsg::Alarm(reason) => broker.set_resource_alarm(reason.as_deref()),
                 HubMsg::Commands(id, commands) => {
                     let mut closed = false;
                     for command in commands {

@@ -11,8 +11,8 @@ use super::queue::{ConsumerRef, QueueId, QueuedMessage};
 use super::{Broker, ConnId, Event, Exchange, Message};
 use crate::channel_fault;
 use crate::codec::{
-    peek_headers, BasicAck, BasicCancel, BasicCancelOk, BasicConsume, BasicConsumeOk, BasicDeliver,
-    BasicGet, BasicGetEmpty, BasicGetOk, BasicProperties, BasicPublish, BasicQos, BasicQosOk,
+    peek_headers, peek_user_id, BasicAck, BasicCancel, BasicCancelOk, BasicConsume, BasicConsumeOk,
+    BasicDeliver, BasicGet, BasicGetEmpty, BasicGetOk, BasicPublish, BasicQos, BasicQosOk,
     BasicRecoverOk, BasicReturn, ConfirmSelectOk, ContentHeader, FieldTable, Method, ShortStr,
     TxCommitOk, TxRollbackOk, TxSelectOk,
 };
@@ -91,19 +91,11 @@ impl Broker {
 
     /// A message may only claim the user that published it (RabbitMQ's validated user-id).
     fn check_user_id(&self, conn: ConnId, properties: &[u8]) -> Result<(), Fault> {
-        const USER_ID_FLAG: u16 = 1 << 4;
-        let flags = properties
-            .get(..2)
-            .map_or(0, |f| u16::from_be_bytes([f[0], f[1]]));
-        if flags & USER_ID_FLAG == 0 {
+        let Ok(Some(claimed)) = peek_user_id(properties) else {
             return Ok(());
-        }
-        let claimed = BasicProperties::decode(properties)
-            .ok()
-            .and_then(|p| p.user_id)
-            .unwrap_or_default();
+        };
         let user = self.conns.get(&conn).map_or("", |c| c.username.as_str());
-        if claimed.as_str() != user {
+        if claimed != user {
             return Err(channel_fault!(
                 PRECONDITION_FAILED,
                 "user_id property set to '{claimed}' but authenticated user was '{user}'"

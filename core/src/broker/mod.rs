@@ -120,6 +120,10 @@ pub enum Event {
     ConnectionError {
         fault: Fault,
     },
+    /// A resource alarm went on (`Some(reason)`) or off (`None`): publishers must be paused.
+    ResourceAlarm {
+        reason: Option<ShortStr>,
+    },
 }
 
 /// Broker-wide settings.
@@ -171,6 +175,8 @@ pub struct Broker {
     dest_scratch: Vec<Destination>,
     rng: names::SplitMix64,
     now_ms: u64,
+    /// Why publishers are paused (memory or disk alarm), if they are.
+    alarm: Option<ShortStr>,
 }
 
 mod names;
@@ -196,6 +202,7 @@ impl Broker {
             dest_scratch: Vec::new(),
             rng: names::SplitMix64::new(config.seed),
             now_ms: 0,
+            alarm: None,
         };
         broker.add_vhost("/");
         broker.recover();
@@ -252,6 +259,32 @@ impl Broker {
     /// The number of open connections.
     pub fn connection_count(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Raises (`Some(reason)`) or clears (`None`) a resource alarm, as RabbitMQ's memory and
+    /// disk alarms do: every connection is told, and connections that publish stop being read
+    /// (and, when they support it, get `connection.blocked`) until it clears.
+    pub fn set_resource_alarm(&mut self, reason: Option<&str>) {
+        let reason = reason.map(ShortStr::from);
+        if reason == self.alarm {
+            return;
+        }
+        self.alarm = reason.clone();
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort();
+        for conn in conns {
+            self.emit(
+                conn,
+                Event::ResourceAlarm {
+                    reason: reason.clone(),
+                },
+            );
+        }
+    }
+
+    /// The current resource alarm, if any.
+    pub fn resource_alarm(&self) -> Option<&str> {
+        self.alarm.as_deref()
     }
 
     /// Tells the broker the time (ms, any fixed origin). Used for TTLs and expiry.
@@ -335,6 +368,14 @@ impl Broker {
         }
         c.vhost = Some(vhost);
         self.emit(conn, Event::OpenOk);
+        if let Some(reason) = self.alarm.clone() {
+            self.emit(
+                conn,
+                Event::ResourceAlarm {
+                    reason: Some(reason),
+                },
+            );
+        }
     }
 
     /// Raises a fault: tears down the channel or connection and tells the connection.
