@@ -256,6 +256,16 @@ impl Broker {
         self.queues.values()
     }
 
+    /// The exchanges of `vhost` (none if it does not exist), in no particular order. Read-only,
+    /// for management views such as the wasm demo's routing diagram; each exchange lists its
+    /// bindings with [`Exchange::bindings`].
+    pub fn exchanges(&self, vhost: &str) -> impl Iterator<Item = &Exchange> {
+        self.vhosts
+            .get(vhost)
+            .into_iter()
+            .flat_map(|v| v.exchanges.values())
+    }
+
     /// The number of open connections.
     pub fn connection_count(&self) -> usize {
         self.conns.len()
