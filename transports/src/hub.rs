@@ -70,22 +70,35 @@ impl Hub {
 }
 
 async fn run(mut broker: Broker, mut rx: mpsc::UnboundedReceiver<HubMsg>, epoch: Instant) {
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    broker.set_unix_time_offset(unix_now.saturating_sub(epoch.elapsed().as_millis() as u64));
+    let now = || epoch.elapsed().as_millis() as u64;
     let mut conns: HashMap<ConnId, mpsc::UnboundedSender<EventBatch>> = HashMap::new();
     let mut inbox = Vec::with_capacity(256);
     let mut outbox: HashMap<ConnId, EventBatch> = HashMap::new();
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Sleep until a command arrives or the broker has something due (TTLs, expiry).
+        let deadline = broker.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(at.saturating_sub(now())))
+                        .await
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             n = rx.recv_many(&mut inbox, 1024) => {
                 if n == 0 {
                     return;
                 }
             }
-            _ = tick.tick() => {
-                broker.handle_timeout(epoch.elapsed().as_millis() as u64);
-            }
+            _ = sleep => {}
         }
+        broker.handle_timeout(now());
         for msg in inbox.drain(..) {
             match msg {
                 HubMsg::Register(id, tx) => {

@@ -7,14 +7,16 @@ use bytes::Bytes;
 
 use super::channel::{Channel, Consumer, TxOp, Unacked};
 use super::exchange::Destination;
-use super::queue::{ConsumerRef, QueueId, QueuedMessage};
+use super::expiry::DeathReason;
+use super::message::parse_expiration;
+use super::queue::{ConsumerRef, Overflow, QueueId, QueuedMessage, NEVER};
 use super::{Broker, ConnId, Event, Exchange, Message};
 use crate::channel_fault;
 use crate::codec::{
-    peek_headers, peek_user_id, BasicAck, BasicCancel, BasicCancelOk, BasicConsume, BasicConsumeOk,
-    BasicDeliver, BasicGet, BasicGetEmpty, BasicGetOk, BasicPublish, BasicQos, BasicQosOk,
-    BasicRecoverOk, BasicReturn, ConfirmSelectOk, ContentHeader, FieldTable, Method, ShortStr,
-    TxCommitOk, TxRollbackOk, TxSelectOk,
+    peek_expiration, peek_headers, peek_user_id, BasicAck, BasicCancel, BasicCancelOk,
+    BasicConsume, BasicConsumeOk, BasicDeliver, BasicGet, BasicGetEmpty, BasicGetOk, BasicNack,
+    BasicPublish, BasicQos, BasicQosOk, BasicRecoverOk, BasicReturn, ConfirmSelectOk,
+    ContentHeader, FieldTable, Method, ShortStr, TxCommitOk, TxRollbackOk, TxSelectOk,
 };
 use crate::connection_fault;
 use crate::reply::Fault;
@@ -42,6 +44,14 @@ impl Broker {
             return Err(connection_fault!(NOT_IMPLEMENTED, "immediate=true"));
         }
         self.check_user_id(conn, &header.properties)?;
+        if let Ok(Some(text)) = peek_expiration(&header.properties) {
+            if let Err(reason) = parse_expiration(text) {
+                return Err(channel_fault!(
+                    PRECONDITION_FAILED,
+                    "invalid expiration '{text}': {reason}"
+                ));
+            }
+        }
         let message = Message::new(p.exchange, p.routing_key, header.properties, body);
         let mut queues = core::mem::take(&mut self.route_scratch);
         queues.clear();
@@ -72,6 +82,7 @@ impl Broker {
             );
         }
         let ch = self.channel_mut(conn, channel)?;
+        let mut rejected = false;
         if let Some(tx) = ch.tx.as_mut() {
             tx.push(TxOp::Publish {
                 queues: queues.clone(),
@@ -79,12 +90,25 @@ impl Broker {
             });
         } else {
             for &q in &queues {
-                self.enqueue(q, message.clone(), false);
+                rejected |= !self.enqueue(q, message.clone(), false);
             }
         }
         self.route_scratch = queues;
         if let Some(seq) = seq {
-            self.confirm(conn, channel, seq);
+            if rejected {
+                // A full queue with x-overflow=reject-publish refuses it: the publisher is told.
+                self.reply(
+                    conn,
+                    channel,
+                    BasicNack {
+                        delivery_tag: seq,
+                        multiple: false,
+                        requeue: false,
+                    },
+                );
+            } else {
+                self.confirm(conn, channel, seq);
+            }
         }
         Ok(())
     }
@@ -105,7 +129,7 @@ impl Broker {
     }
 
     /// Finds the queues a message goes to, following exchange-to-exchange bindings.
-    fn route(
+    pub(crate) fn route(
         &mut self,
         vhost: &ShortStr,
         message: &Message,
@@ -174,11 +198,20 @@ impl Broker {
         Ok(())
     }
 
-    /// Appends a message to a queue (storing it when persistent and the queue durable).
-    pub(crate) fn enqueue(&mut self, queue: QueueId, message: Message, redelivered: bool) {
+    /// Appends a message to a queue (storing it when persistent and the queue durable),
+    /// applying the queue's TTL and length limit. False when the queue refused it
+    /// (`x-overflow = reject-publish[-dlx]` on a full queue).
+    pub(crate) fn enqueue(&mut self, queue: QueueId, message: Message, redelivered: bool) -> bool {
+        let expires_at = self.expiry_for(queue, &message);
         let Some(q) = self.queues.get_mut(&queue) else {
-            return;
+            return true;
         };
+        if q.limits.overflow != Overflow::DropHead && q.is_full_for(message.body().len() as u64) {
+            if q.limits.overflow == Overflow::RejectPublishDlx {
+                self.dead_letter(queue, &message, DeathReason::MaxLen);
+            }
+            return false;
+        }
         let store_id = if message.is_persistent() && q.durable && q.exclusive_owner.is_none() {
             let id = self.next_store_id;
             self.next_store_id += 1;
@@ -197,14 +230,24 @@ impl Broker {
         } else {
             0
         };
-        q.ready.push_back(QueuedMessage {
+        q.push_back(QueuedMessage {
             message,
             redelivered,
             store_id,
+            expires_at,
         });
-        if !q.consumers.is_empty() {
+        let has_consumers = !q.consumers.is_empty();
+        let over = q.is_over_limits();
+        if expires_at != NEVER {
+            self.watch_time(queue);
+        }
+        if over {
+            self.enforce_length(queue);
+        }
+        if has_consumers {
             self.dirty.push(queue);
         }
+        true
     }
 
     /// Acks publish `seq`, folding it into the previous ack for the same channel when it
@@ -248,12 +291,21 @@ impl Broker {
             conns,
             events,
             storage,
+            now_ms,
             ..
         } = self;
+        let now = *now_ms;
         let Some(q) = queues.get_mut(&queue) else {
             return;
         };
-        while !q.ready.is_empty() && !q.consumers.is_empty() {
+        let mut expired = Vec::new();
+        while !q.is_empty() && !q.consumers.is_empty() {
+            if q.head().is_some_and(|m| now > m.expires_at) {
+                if let Some(m) = q.pop_front() {
+                    expired.push(m);
+                }
+                continue;
+            }
             let n = q.consumers.len();
             let mut chosen = None;
             for i in 0..n {
@@ -270,13 +322,13 @@ impl Broker {
             }
             let Some(idx) = chosen else { break };
             q.next_consumer = (idx + 1) % n;
-            let Some(qm) = q.ready.pop_front() else { break };
+            let Some(qm) = q.pop_front() else { break };
             let cref = &q.consumers[idx];
             let Some(ch) = conns
                 .get_mut(&cref.conn)
                 .and_then(|conn| conn.channels.get_mut(&cref.channel))
             else {
-                q.ready.push_front(qm);
+                q.requeue_front(core::iter::once(qm));
                 break;
             };
             let tag = ch.take_tag();
@@ -314,6 +366,9 @@ impl Broker {
                     message,
                 },
             ));
+        }
+        for m in expired {
+            self.drop_message(queue, m, DeathReason::Expired);
         }
     }
 
@@ -388,7 +443,9 @@ impl Broker {
                 unacked: 0,
             },
         );
+        let now = self.now_ms;
         let q = self.queues.get_mut(&qid).expect("found above");
+        q.last_used_ms = now;
         q.consumers.push(ConsumerRef {
             conn,
             channel,
@@ -430,6 +487,7 @@ impl Broker {
             return;
         };
         q.remove_consumer(conn, channel, tag);
+        q.last_used_ms = self.now_ms;
         if q.auto_delete && q.consumers.is_empty() {
             self.delete_queue_by_id(queue, None);
         }
@@ -451,14 +509,17 @@ impl Broker {
             m.queue.clone()
         };
         let qid = self.usable_queue(conn, &vhost, &queue_name)?;
+        self.expire_head(qid);
         let Broker {
             queues,
             conns,
             storage,
+            now_ms,
             ..
         } = self;
         let q = queues.get_mut(&qid).expect("found above");
-        let Some(qm) = q.ready.pop_front() else {
+        q.last_used_ms = *now_ms;
+        let Some(qm) = q.pop_front() else {
             self.reply(conn, channel, BasicGetEmpty::default());
             return Ok(());
         };
@@ -552,7 +613,7 @@ impl Broker {
             self.requeue(taken);
         } else {
             for u in taken {
-                self.settle(u);
+                self.reject(u);
             }
         }
         self.dirty.extend(queues);
@@ -597,6 +658,14 @@ impl Broker {
                     .delete_message(&q.vhost, &q.name, u.message.store_id);
             }
         }
+    }
+
+    /// A delivery rejected without requeue: it dies (dead-lettered when the queue says so).
+    fn reject(&mut self, u: Unacked) {
+        if let Some(q) = self.queues.get_mut(&u.queue) {
+            q.unacked = q.unacked.saturating_sub(1);
+        }
+        self.drop_message(u.queue, u.message, DeathReason::Rejected);
     }
 
     /// Puts deliveries back at the head of their queues, in their original order, marked
@@ -682,7 +751,7 @@ impl Broker {
                     if requeue {
                         self.requeue(alloc::vec![unacked]);
                     } else {
-                        self.settle(unacked);
+                        self.reject(unacked);
                     }
                 }
             }
@@ -726,6 +795,7 @@ impl Broker {
         for (tag, queue) in &consumers {
             if let Some(q) = self.queues.get_mut(queue) {
                 q.remove_consumer(conn, channel, tag);
+                q.last_used_ms = self.now_ms;
                 if q.auto_delete && q.consumers.is_empty() {
                     auto_delete.push(*queue);
                 }
@@ -758,23 +828,20 @@ impl Broker {
             self.add_vhost(&q.vhost);
             let id = QueueId(self.next_queue_id);
             self.next_queue_id += 1;
-            self.queues.insert(
+            let queue = super::Queue::new(
                 id,
-                super::Queue {
-                    id,
-                    vhost: q.vhost.clone(),
-                    name: q.name.clone(),
-                    durable: true,
-                    exclusive_owner: None,
-                    auto_delete: q.auto_delete,
-                    arguments: q.arguments,
-                    ready: Default::default(),
-                    consumers: Vec::new(),
-                    next_consumer: 0,
-                    has_exclusive_consumer: false,
-                    unacked: 0,
-                },
+                q.vhost.clone(),
+                q.name.clone(),
+                true,
+                None,
+                q.auto_delete,
+                q.arguments,
+                self.now_ms,
             );
+            if queue.limits.is_timed() {
+                self.timed.insert(id);
+            }
+            self.queues.insert(id, queue);
             if let Some(v) = self.vhosts.get_mut(&q.vhost) {
                 v.queues.insert(q.name, id);
             }
@@ -806,13 +873,25 @@ impl Broker {
             let Some(q) = self.queues.get_mut(id) else {
                 continue;
             };
+            let ttl = q.limits.message_ttl;
             for m in messages {
                 self.next_store_id = self.next_store_id.max(m.id + 1);
-                q.ready.push_back(QueuedMessage {
-                    message: Message::new(m.exchange, m.routing_key, m.properties, m.body),
+                let message = Message::new(m.exchange, m.routing_key, m.properties, m.body);
+                // TTLs restart at recovery: the time a message spent stored is not known.
+                let expires_at = match (ttl, message.expiration_ms()) {
+                    (Some(a), Some(b)) => self.now_ms.saturating_add(a.min(b)),
+                    (Some(t), None) | (None, Some(t)) => self.now_ms.saturating_add(t),
+                    (None, None) => NEVER,
+                };
+                q.push_back(QueuedMessage {
+                    message,
                     redelivered: false,
                     store_id: m.id,
+                    expires_at,
                 });
+            }
+            if q.has_message_expiry {
+                self.timed.insert(*id);
             }
         }
     }

@@ -437,7 +437,10 @@ impl Broker {
         if m.passive {
             let name = self.resolve_queue_name(conn, channel, name)?;
             let id = self.usable_queue(conn, &vhost, &name)?;
-            let q = &self.queues[&id];
+            self.expire_head(id);
+            let now = self.now_ms;
+            let q = self.queues.get_mut(&id).expect("found above");
+            q.last_used_ms = now;
             let ok = QueueDeclareOk {
                 queue: q.name.clone(),
                 message_count: q.message_count(),
@@ -506,20 +509,19 @@ impl Broker {
                 )?;
                 let id = QueueId(self.next_queue_id);
                 self.next_queue_id += 1;
-                let q = Queue {
+                let q = Queue::new(
                     id,
-                    vhost: vhost.clone(),
-                    name: name.clone(),
-                    durable: m.durable,
-                    exclusive_owner: m.exclusive.then_some(conn),
-                    auto_delete: m.auto_delete,
-                    arguments: m.arguments.clone(),
-                    ready: Default::default(),
-                    consumers: Vec::new(),
-                    next_consumer: 0,
-                    has_exclusive_consumer: false,
-                    unacked: 0,
-                };
+                    vhost.clone(),
+                    name.clone(),
+                    m.durable,
+                    m.exclusive.then_some(conn),
+                    m.auto_delete,
+                    m.arguments.clone(),
+                    self.now_ms,
+                );
+                if q.limits.is_timed() {
+                    self.timed.insert(id);
+                }
                 if q.durable && !m.exclusive {
                     self.storage.save_queue(&QueueRecord::of(&q));
                 }
@@ -537,7 +539,10 @@ impl Broker {
                 id
             }
         };
-        let q = &self.queues[&id];
+        self.expire_head(id);
+        let now = self.now_ms;
+        let q = self.queues.get_mut(&id).expect("declared above");
+        q.last_used_ms = now;
         let ok = QueueDeclareOk {
             queue: q.name.clone(),
             message_count: q.message_count(),
@@ -614,7 +619,7 @@ impl Broker {
         let id = self.usable_queue(conn, &vhost, &queue)?;
         let q = self.queues.get_mut(&id).expect("found above");
         let count = q.message_count();
-        let purged: Vec<_> = q.ready.drain(..).collect();
+        let purged = q.drain_ready();
         let (qv, qn) = (q.vhost.clone(), q.name.clone());
         for m in purged {
             if m.store_id != 0 {
@@ -659,7 +664,7 @@ impl Broker {
                 "queue '{queue}' in vhost '{vhost}' in use"
             ));
         }
-        if m.if_empty && !q.ready.is_empty() {
+        if m.if_empty && !q.is_empty() {
             return Err(channel_fault!(
                 PRECONDITION_FAILED,
                 "queue '{queue}' in vhost '{vhost}' not empty"
@@ -684,6 +689,7 @@ impl Broker {
         let Some(q) = self.queues.remove(&id) else {
             return 0;
         };
+        self.timed.remove(&id);
         if let Some(v) = self.vhosts.get_mut(&q.vhost) {
             v.queues.remove(&q.name);
         }
@@ -765,6 +771,26 @@ fn validate_queue_arguments(
                 ));
             }
         }
+    }
+    if let Some(v) = args.get("x-overflow") {
+        if !matches!(
+            v.as_str(),
+            Some("drop-head" | "reject-publish" | "reject-publish-dlx")
+        ) {
+            return Err(channel_fault!(
+                PRECONDITION_FAILED,
+                "invalid arg 'x-overflow' for queue '{name}' in vhost '{vhost}': {}",
+                describe(Some(v))
+            ));
+        }
+    }
+    if args.get("x-dead-letter-routing-key").is_some()
+        && args.get("x-dead-letter-exchange").is_none()
+    {
+        return Err(channel_fault!(
+            PRECONDITION_FAILED,
+            "invalid arg 'x-dead-letter-routing-key' for queue '{name}' in vhost '{vhost}': {{routing_key_but_no_dlx_defined}}"
+        ));
     }
     for key in [
         "x-message-ttl",

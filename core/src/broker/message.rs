@@ -3,7 +3,7 @@
 use alloc::sync::Arc;
 use bytes::Bytes;
 
-use crate::codec::{peek_delivery_mode, ShortStr};
+use crate::codec::{peek_delivery_mode, peek_expiration, ShortStr};
 
 /// One published message. Cloning bumps a reference count; fanout to N queues costs N clones,
 /// never N copies of the body.
@@ -19,17 +19,24 @@ pub struct MessageData {
     pub body: Bytes,
     /// `delivery_mode = 2`.
     pub persistent: bool,
+    /// The `expiration` property as milliseconds, when it is a valid one.
+    pub expiration_ms: Option<u64>,
 }
 
 impl Message {
     pub fn new(exchange: ShortStr, routing_key: ShortStr, properties: Bytes, body: Bytes) -> Self {
         let persistent = matches!(peek_delivery_mode(&properties), Ok(Some(2)));
+        let expiration_ms = match peek_expiration(&properties) {
+            Ok(Some(text)) => parse_expiration(text).ok(),
+            _ => None,
+        };
         Message(Arc::new(MessageData {
             exchange,
             routing_key,
             properties,
             body,
             persistent,
+            expiration_ms,
         }))
     }
 
@@ -47,5 +54,20 @@ impl Message {
     }
     pub fn is_persistent(&self) -> bool {
         self.0.persistent
+    }
+    pub fn expiration_ms(&self) -> Option<u64> {
+        self.0.expiration_ms
+    }
+}
+
+/// Parses an `expiration` property: a non-negative integer of milliseconds, in decimal.
+/// The error is RabbitMQ's reason term, for the 406 reply text.
+pub fn parse_expiration(text: &str) -> Result<u64, alloc::string::String> {
+    use alloc::format;
+    let trimmed = text.trim();
+    match trimmed.parse::<i64>() {
+        Ok(n) if n < 0 => Err(format!("{{value_negative,{n}}}")),
+        Ok(n) => Ok(n as u64),
+        Err(_) => Err(alloc::string::String::from("badarg")),
     }
 }

@@ -12,6 +12,7 @@ mod channel;
 mod delivery;
 mod entities;
 mod exchange;
+mod expiry;
 pub mod headers;
 mod message;
 mod queue;
@@ -31,8 +32,9 @@ use crate::storage::Storage;
 
 pub use channel::Channel;
 pub use exchange::{Binding, Destination, Exchange, ExchangeKind};
+pub use expiry::DeathReason;
 pub use message::Message;
-pub use queue::{Queue, QueueId};
+pub use queue::{Overflow, Queue, QueueId, QueueLimits};
 
 /// Every queue of the broker by id.
 pub type QueueMap = Map<QueueId, Queue>;
@@ -177,6 +179,10 @@ pub struct Broker {
     now_ms: u64,
     /// Why publishers are paused (memory or disk alarm), if they are.
     alarm: Option<ShortStr>,
+    /// Queues with something time-driven (TTLs, `x-expires`), checked by `handle_timeout`.
+    timed: alloc::collections::BTreeSet<QueueId>,
+    /// Unix time (ms) at broker time 0, for `x-death` timestamps.
+    unix_offset_ms: u64,
 }
 
 mod names;
@@ -203,6 +209,8 @@ impl Broker {
             rng: names::SplitMix64::new(config.seed),
             now_ms: 0,
             alarm: None,
+            timed: Default::default(),
+            unix_offset_ms: 0,
         };
         broker.add_vhost("/");
         broker.recover();
@@ -295,11 +303,6 @@ impl Broker {
     /// The current resource alarm, if any.
     pub fn resource_alarm(&self) -> Option<&str> {
         self.alarm.as_deref()
-    }
-
-    /// Tells the broker the time (ms, any fixed origin). Used for TTLs and expiry.
-    pub fn handle_timeout(&mut self, now_ms: u64) {
-        self.now_ms = now_ms;
     }
 
     /// Takes one command from connection `conn`.

@@ -1,14 +1,18 @@
-//! A queue: its messages waiting for delivery and the consumers that take them in turn.
+//! A queue: its messages waiting for delivery, the consumers that take them in turn, and the
+//! limits RabbitMQ users set through queue arguments (TTL, expiry, max length, dead-lettering).
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use super::{ConnId, Message};
-use crate::codec::{FieldTable, ShortStr};
+use crate::codec::{FieldTable, FieldValue, ShortStr};
 
 /// Identifies a queue for the broker's lifetime (names can be reused after a delete).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueId(pub u32);
+
+/// Expiry time of a message that never expires.
+pub const NEVER: u64 = u64::MAX;
 
 /// A message waiting in a queue.
 #[derive(Clone, Debug)]
@@ -17,6 +21,8 @@ pub struct QueuedMessage {
     pub redelivered: bool,
     /// Storage id of a persistent message in a durable queue; 0 when not stored.
     pub store_id: u64,
+    /// When it expires (broker time, ms); [`NEVER`] without a TTL.
+    pub expires_at: u64,
 }
 
 /// Points at a consumer: the channel that owns it and its tag.
@@ -25,6 +31,72 @@ pub struct ConsumerRef {
     pub conn: ConnId,
     pub channel: u16,
     pub tag: ShortStr,
+}
+
+/// What happens when a queue with a length limit is full (`x-overflow`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overflow {
+    /// Drop (or dead-letter) the oldest message to make room.
+    #[default]
+    DropHead,
+    /// Refuse the new message (nacked to a confirming publisher).
+    RejectPublish,
+    /// Refuse the new message and dead-letter it.
+    RejectPublishDlx,
+}
+
+/// Limits set by queue arguments.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueueLimits {
+    /// `x-message-ttl`, ms.
+    pub message_ttl: Option<u64>,
+    /// `x-expires`: the queue is deleted after this long unused, ms.
+    pub expires: Option<u64>,
+    /// `x-max-length`, messages ready.
+    pub max_length: Option<u64>,
+    /// `x-max-length-bytes`, body bytes ready.
+    pub max_length_bytes: Option<u64>,
+    pub overflow: Overflow,
+    /// `x-dead-letter-exchange`.
+    pub dead_letter_exchange: Option<ShortStr>,
+    /// `x-dead-letter-routing-key`.
+    pub dead_letter_routing_key: Option<ShortStr>,
+}
+
+impl QueueLimits {
+    /// Reads the limits from declare arguments (already validated).
+    pub fn from_arguments(args: &FieldTable) -> Self {
+        let num = |k: &str| {
+            args.get(k)
+                .and_then(FieldValue::as_i64)
+                .and_then(|n| u64::try_from(n).ok())
+        };
+        let text = |k: &str| match args.get(k) {
+            Some(FieldValue::LongStr(s)) | Some(FieldValue::Bytes(s)) => {
+                s.as_str().map(ShortStr::from)
+            }
+            _ => None,
+        };
+        let overflow = match text("x-overflow").as_deref() {
+            Some("reject-publish") => Overflow::RejectPublish,
+            Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
+            _ => Overflow::DropHead,
+        };
+        QueueLimits {
+            message_ttl: num("x-message-ttl"),
+            expires: num("x-expires"),
+            max_length: num("x-max-length"),
+            max_length_bytes: num("x-max-length-bytes"),
+            overflow,
+            dead_letter_exchange: text("x-dead-letter-exchange"),
+            dead_letter_routing_key: text("x-dead-letter-routing-key"),
+        }
+    }
+
+    /// Whether anything about this queue depends on time.
+    pub fn is_timed(&self) -> bool {
+        self.message_ttl.is_some() || self.expires.is_some()
+    }
 }
 
 #[derive(Debug)]
@@ -37,7 +109,10 @@ pub struct Queue {
     pub exclusive_owner: Option<ConnId>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
-    pub ready: VecDeque<QueuedMessage>,
+    pub limits: QueueLimits,
+    ready: VecDeque<QueuedMessage>,
+    /// Body bytes of the ready messages.
+    ready_bytes: u64,
     /// Consumers in round-robin order; `next_consumer` is where the next delivery starts.
     pub consumers: Vec<ConsumerRef>,
     pub next_consumer: usize,
@@ -45,11 +120,60 @@ pub struct Queue {
     pub has_exclusive_consumer: bool,
     /// Messages delivered and not yet acked, for `list_queues messages_unacknowledged`.
     pub unacked: usize,
+    /// Last time the queue was declared, consumed from or read (for `x-expires`).
+    pub last_used_ms: u64,
+    /// Some ready message carries its own expiry (`expiration` property).
+    pub has_message_expiry: bool,
 }
 
 impl Queue {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: QueueId,
+        vhost: ShortStr,
+        name: ShortStr,
+        durable: bool,
+        exclusive_owner: Option<ConnId>,
+        auto_delete: bool,
+        arguments: FieldTable,
+        now_ms: u64,
+    ) -> Self {
+        Queue {
+            id,
+            vhost,
+            name,
+            durable,
+            exclusive_owner,
+            auto_delete,
+            limits: QueueLimits::from_arguments(&arguments),
+            arguments,
+            ready: VecDeque::new(),
+            ready_bytes: 0,
+            consumers: Vec::new(),
+            next_consumer: 0,
+            has_exclusive_consumer: false,
+            unacked: 0,
+            last_used_ms: now_ms,
+            has_message_expiry: false,
+        }
+    }
+
     pub fn message_count(&self) -> u32 {
         u32::try_from(self.ready.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Ready messages.
+    pub fn len(&self) -> usize {
+        self.ready.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty()
+    }
+
+    /// Body bytes of the ready messages.
+    pub fn ready_bytes(&self) -> u64 {
+        self.ready_bytes
     }
 
     pub fn consumer_count(&self) -> u32 {
@@ -60,11 +184,74 @@ impl Queue {
         self.exclusive_owner.is_some()
     }
 
+    /// The oldest ready message.
+    pub fn head(&self) -> Option<&QueuedMessage> {
+        self.ready.front()
+    }
+
+    pub fn push_back(&mut self, m: QueuedMessage) {
+        self.ready_bytes += m.message.body().len() as u64;
+        if m.expires_at != NEVER {
+            self.has_message_expiry = true;
+        }
+        self.ready.push_back(m);
+    }
+
+    pub fn pop_front(&mut self) -> Option<QueuedMessage> {
+        let m = self.ready.pop_front()?;
+        self.ready_bytes -= m.message.body().len() as u64;
+        if self.ready.is_empty() {
+            self.has_message_expiry = false;
+        }
+        Some(m)
+    }
+
     /// Puts messages back at the head of the queue, keeping their given order.
     pub fn requeue_front(&mut self, messages: impl DoubleEndedIterator<Item = QueuedMessage>) {
         for m in messages.rev() {
+            self.ready_bytes += m.message.body().len() as u64;
+            if m.expires_at != NEVER {
+                self.has_message_expiry = true;
+            }
             self.ready.push_front(m);
         }
+    }
+
+    /// Removes every ready message.
+    pub fn drain_ready(&mut self) -> Vec<QueuedMessage> {
+        self.ready_bytes = 0;
+        self.has_message_expiry = false;
+        self.ready.drain(..).collect()
+    }
+
+    /// Whether one more message of `body_len` bytes would exceed the length limits.
+    pub fn is_full_for(&self, body_len: u64) -> bool {
+        self.limits
+            .max_length
+            .is_some_and(|max| self.ready.len() as u64 >= max)
+            || self
+                .limits
+                .max_length_bytes
+                .is_some_and(|max| self.ready_bytes + body_len > max)
+    }
+
+    /// Whether the ready messages exceed the length limits.
+    pub fn is_over_limits(&self) -> bool {
+        self.limits
+            .max_length
+            .is_some_and(|max| self.ready.len() as u64 > max)
+            || self
+                .limits
+                .max_length_bytes
+                .is_some_and(|max| self.ready_bytes > max)
+    }
+
+    /// When the queue expires if it stays unused, if it can.
+    pub fn expires_at(&self) -> Option<u64> {
+        let ttl = self.limits.expires?;
+        self.consumers
+            .is_empty()
+            .then(|| self.last_used_ms.saturating_add(ttl))
     }
 
     pub fn remove_consumer(&mut self, conn: ConnId, channel: u16, tag: &ShortStr) -> bool {

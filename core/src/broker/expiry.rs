@@ -1,0 +1,273 @@
+//! Time-driven behaviour and dead-lettering: message TTL (`x-message-ttl`, `expiration`),
+//! queue expiry (`x-expires`), length limits (`x-max-length[-bytes]`, `x-overflow`), and
+//! republishing dead messages to `x-dead-letter-exchange` with RabbitMQ's `x-death` headers.
+
+use alloc::vec::Vec;
+
+use super::queue::{Overflow, QueueId, QueuedMessage, NEVER};
+use super::{Broker, Message};
+use crate::codec::{BasicProperties, FieldTable, FieldValue, LongStr, ShortStr};
+
+/// Why a message died, as `x-death` records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeathReason {
+    Rejected,
+    Expired,
+    MaxLen,
+}
+
+impl DeathReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeathReason::Rejected => "rejected",
+            DeathReason::Expired => "expired",
+            DeathReason::MaxLen => "maxlen",
+        }
+    }
+}
+
+impl Broker {
+    /// Tells the broker the time (ms since any fixed origin) and does what is due: expires
+    /// messages at queue heads and deletes queues unused past their `x-expires`.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        if self.timed.is_empty() {
+            return;
+        }
+        let timed: Vec<QueueId> = self.timed.iter().copied().collect();
+        for id in timed {
+            let Some(q) = self.queues.get(&id) else {
+                self.timed.remove(&id);
+                continue;
+            };
+            if q.expires_at().is_some_and(|at| self.now_ms >= at) {
+                self.delete_queue_by_id(id, None);
+                continue;
+            }
+            self.expire_head(id);
+            let q = &self.queues[&id];
+            if !q.limits.is_timed() && !q.has_message_expiry {
+                self.timed.remove(&id);
+            }
+        }
+        self.dispatch_dirty();
+    }
+
+    /// When `handle_timeout` next has something to do, if ever.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let mut next: Option<u64> = None;
+        for id in &self.timed {
+            let Some(q) = self.queues.get(id) else {
+                continue;
+            };
+            let head = q
+                .head()
+                .map(|m| m.expires_at)
+                .filter(|&at| at != NEVER)
+                .map(|at| at.saturating_add(1));
+            for at in [head, q.expires_at()].into_iter().flatten() {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        next
+    }
+
+    /// Tells the broker what its time 0 is in Unix milliseconds, for `x-death` timestamps.
+    pub fn set_unix_time_offset(&mut self, unix_ms_at_zero: u64) {
+        self.unix_offset_ms = unix_ms_at_zero;
+    }
+
+    /// When a message enqueued now into `queue` expires.
+    pub(crate) fn expiry_for(&self, queue: QueueId, message: &Message) -> u64 {
+        let q_ttl = self.queues.get(&queue).and_then(|q| q.limits.message_ttl);
+        let ttl = match (q_ttl, message.expiration_ms()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => return NEVER,
+            },
+        };
+        self.now_ms.saturating_add(ttl)
+    }
+
+    /// Notes that `queue` needs `handle_timeout`.
+    pub(crate) fn watch_time(&mut self, queue: QueueId) {
+        self.timed.insert(queue);
+    }
+
+    /// Drops (dead-letters) expired messages at the head of a queue.
+    pub(crate) fn expire_head(&mut self, queue: QueueId) {
+        loop {
+            let Some(q) = self.queues.get_mut(&queue) else {
+                return;
+            };
+            // Strictly past: a TTL of 0 still lets a waiting consumer take the message now.
+            if q.head().is_none_or(|m| self.now_ms <= m.expires_at) {
+                return;
+            }
+            let Some(m) = q.pop_front() else { return };
+            self.drop_message(queue, m, DeathReason::Expired);
+        }
+    }
+
+    /// Applies the length limit after an enqueue: drops from the head while over it.
+    pub(crate) fn enforce_length(&mut self, queue: QueueId) {
+        loop {
+            let Some(q) = self.queues.get_mut(&queue) else {
+                return;
+            };
+            if q.limits.overflow != Overflow::DropHead || !q.is_over_limits() {
+                return;
+            }
+            let Some(m) = q.pop_front() else { return };
+            self.drop_message(queue, m, DeathReason::MaxLen);
+        }
+    }
+
+    /// A message leaves `queue` without being delivered: forget it in storage and, when the
+    /// queue has a dead-letter exchange, republish it there.
+    pub(crate) fn drop_message(&mut self, queue: QueueId, m: QueuedMessage, reason: DeathReason) {
+        let Some(q) = self.queues.get(&queue) else {
+            return;
+        };
+        if m.store_id != 0 {
+            self.storage.delete_message(&q.vhost, &q.name, m.store_id);
+        }
+        self.dead_letter(queue, &m.message, reason);
+    }
+
+    /// Republishes a dead message to its queue's dead-letter exchange (RabbitMQ semantics:
+    /// `x-death` entries counted per queue and reason, `x-first-death-*` kept, per-message
+    /// `expiration` removed, cycles without a rejection dropped).
+    pub(crate) fn dead_letter(&mut self, queue: QueueId, message: &Message, reason: DeathReason) {
+        let Some(q) = self.queues.get(&queue) else {
+            return;
+        };
+        let Some(dlx) = q.limits.dead_letter_exchange.clone() else {
+            return;
+        };
+        let vhost = q.vhost.clone();
+        let queue_name = q.name.clone();
+        let routing_key = q
+            .limits
+            .dead_letter_routing_key
+            .clone()
+            .unwrap_or_else(|| message.routing_key().clone());
+        let mut props = BasicProperties::decode(message.properties()).unwrap_or_default();
+        let original_expiration = if reason == DeathReason::Expired {
+            props.expiration.take()
+        } else {
+            None
+        };
+        let mut headers = props.headers.take().unwrap_or_default();
+        let time = (self.now_ms.saturating_add(self.unix_offset_ms)) / 1000;
+        record_death(
+            &mut headers,
+            &queue_name,
+            reason,
+            message,
+            time,
+            original_expiration,
+        );
+        let cycle_without_rejection = death_queues_without_rejection(&headers);
+        props.headers = Some(headers);
+        let mut raw = Vec::with_capacity(message.properties().len() + 128);
+        props.encode(&mut raw);
+        let dead = Message::new(
+            dlx,
+            routing_key,
+            bytes::Bytes::from(raw),
+            message.body().clone(),
+        );
+        let mut targets = Vec::new();
+        if self.route(&vhost, &dead, &mut targets).is_err() {
+            // A missing dead-letter exchange drops the message, as RabbitMQ does.
+            return;
+        }
+        for t in targets {
+            let name = match self.queues.get(&t) {
+                Some(tq) => tq.name.clone(),
+                None => continue,
+            };
+            if cycle_without_rejection.contains(&name) {
+                continue;
+            }
+            self.enqueue(t, dead.clone(), false);
+        }
+    }
+}
+
+/// Adds (or counts) this death in the `x-death` header, newest first, and sets the
+/// `x-first-death-*` headers on a message's first death.
+fn record_death(
+    headers: &mut FieldTable,
+    queue: &ShortStr,
+    reason: DeathReason,
+    message: &Message,
+    time: u64,
+    original_expiration: Option<ShortStr>,
+) {
+    let reason_text = reason.as_str();
+    let mut deaths: Vec<FieldValue> = match headers.get("x-death") {
+        Some(FieldValue::Array(a)) => a.clone(),
+        _ => Vec::new(),
+    };
+    let same = |v: &FieldValue| match v {
+        FieldValue::Table(t) => {
+            t.get("queue").and_then(FieldValue::as_str) == Some(queue.as_str())
+                && t.get("reason").and_then(FieldValue::as_str) == Some(reason_text)
+        }
+        _ => false,
+    };
+    let previous = deaths.iter().position(same).map(|i| deaths.remove(i));
+    let count = previous
+        .as_ref()
+        .and_then(|v| v.as_table())
+        .and_then(|t| t.get("count"))
+        .and_then(FieldValue::as_i64)
+        .unwrap_or(0)
+        + 1;
+    let mut entry = FieldTable::default();
+    entry.insert("count", FieldValue::I64(count));
+    entry.insert("reason", long(reason_text));
+    entry.insert("queue", long(queue));
+    entry.insert("time", FieldValue::Timestamp(time));
+    entry.insert("exchange", long(message.exchange()));
+    entry.insert(
+        "routing-keys",
+        FieldValue::Array(alloc::vec![long(message.routing_key())]),
+    );
+    if let Some(exp) = original_expiration {
+        entry.insert("original-expiration", long(&exp));
+    }
+    deaths.insert(0, FieldValue::Table(entry));
+    headers.insert("x-death", FieldValue::Array(deaths));
+    if headers.get("x-first-death-reason").is_none() {
+        headers.insert("x-first-death-reason", long(reason_text));
+        headers.insert("x-first-death-queue", long(queue));
+        headers.insert("x-first-death-exchange", long(message.exchange()));
+    }
+}
+
+/// Queues a message already died in, when none of its deaths was a rejection: routing it
+/// back to one of them would loop forever.
+fn death_queues_without_rejection(headers: &FieldTable) -> Vec<ShortStr> {
+    let Some(FieldValue::Array(deaths)) = headers.get("x-death") else {
+        return Vec::new();
+    };
+    let tables = deaths.iter().filter_map(FieldValue::as_table);
+    if tables
+        .clone()
+        .any(|t| t.get("reason").and_then(FieldValue::as_str) == Some("rejected"))
+    {
+        return Vec::new();
+    }
+    tables
+        .filter_map(|t| t.get("queue").and_then(FieldValue::as_str))
+        .map(ShortStr::from)
+        .collect()
+}
+
+fn long(s: &str) -> FieldValue {
+    FieldValue::LongStr(LongStr::from(s))
+}
