@@ -3,6 +3,10 @@
 mod memory;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -10,7 +14,7 @@ use tracing::info;
 use warren_core::auth::StaticUsers;
 use warren_core::storage::MemoryStorage;
 use warren_core::{Broker, BrokerConfig, ConnectionConfig};
-use warren_transports::{tcp, Hub};
+use warren_transports::{tcp, tls, ws, Hub, WsConfig};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +42,29 @@ struct ServerArgs {
     /// Address for AMQP over TCP.
     #[arg(long, default_value = "0.0.0.0:5672")]
     amqp: SocketAddr,
+    /// Address for AMQP over WebSocket (`ws://ADDR/<any path>`, subprotocol `amqp` optional).
+    #[arg(long, value_name = "ADDR")]
+    ws: Option<SocketAddr>,
+    /// Address for AMQP over TLS (amqps, usually port 5671); needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+    amqps: Option<SocketAddr>,
+    /// Address for AMQP over WebSocket over TLS (`wss://`); needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+    wss: Option<SocketAddr>,
+    /// PEM certificate chain (leaf first) for --amqps and --wss.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for --amqps and --wss.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Browser origin allowed on the WebSocket listeners, e.g. https://app.example
+    /// (repeatable). Without it any origin may connect; with it, others get HTTP 403.
+    #[arg(long, value_name = "ORIGIN")]
+    ws_allowed_origin: Vec<String>,
+    /// Largest WebSocket message accepted, in bytes (larger ones are closed with 1009). Some
+    /// clients send a whole publish as one message, so keep it above the largest body.
+    #[arg(long, value_name = "BYTES", default_value_t = WsConfig::default().max_message_size)]
+    ws_max_message_size: usize,
     /// Heartbeat interval offered to clients, in seconds (0 disables).
     #[arg(long, default_value_t = 60)]
     heartbeat: u16,
@@ -87,7 +114,38 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         channel_max: args.channel_max,
         ..ConnectionConfig::default()
     };
-    let listener = TcpListener::bind(args.amqp).await?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            if args.amqps.is_none() && args.wss.is_none() {
+                anyhow::bail!("--tls-cert and --tls-key need a TLS listener: --amqps or --wss");
+            }
+            Some(tls::acceptor(cert, key).context("loading the TLS certificate and key")?)
+        }
+        _ => None,
+    };
+    let ws_config = Arc::new(WsConfig {
+        max_message_size: args.ws_max_message_size,
+        allowed_origins: args.ws_allowed_origin.clone(),
+        ..WsConfig::default()
+    });
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the {what} listener to {addr}"))
+    };
+    let listener = bind(args.amqp, "AMQP").await?;
+    let ws_listener = match args.ws {
+        Some(addr) => Some(bind(addr, "WebSocket").await?),
+        None => None,
+    };
+    let amqps_listener = match args.amqps {
+        Some(addr) => Some(bind(addr, "AMQPS").await?),
+        None => None,
+    };
+    let wss_listener = match args.wss {
+        Some(addr) => Some(bind(addr, "WebSocket TLS").await?),
+        None => None,
+    };
     info!(version = env!("CARGO_PKG_VERSION"), "warren starting");
     let watermark = match args.vm_memory_high_watermark_absolute {
         Some(bytes) => memory::Watermark::Absolute(bytes),
@@ -98,10 +156,28 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         watermark,
         std::time::Duration::from_millis(500),
     ));
-    let server = tokio::spawn(tcp::serve(listener, hub, config));
+    let mut servers = vec![tokio::spawn(tcp::serve(
+        listener,
+        hub.clone(),
+        config.clone(),
+    ))];
+    if let Some(l) = ws_listener {
+        let ws = ws::serve(l, hub.clone(), config.clone(), ws_config.clone(), None);
+        servers.push(tokio::spawn(ws));
+    }
+    if let (Some(l), Some(tls)) = (amqps_listener, &tls) {
+        let amqps = tls::serve(l, tls.clone(), hub.clone(), config.clone());
+        servers.push(tokio::spawn(amqps));
+    }
+    if let (Some(l), Some(tls)) = (wss_listener, &tls) {
+        let wss = ws::serve(l, hub, config, ws_config, Some(tls.clone()));
+        servers.push(tokio::spawn(wss));
+    }
     shutdown_signal().await;
     info!("shutting down");
-    server.abort();
+    for server in servers {
+        server.abort();
+    }
     Ok(())
 }
 

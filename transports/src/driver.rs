@@ -15,6 +15,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
 /// Runs a connection until it closes: socket bytes in, broker events in, bytes out.
 pub async fn drive<T: Transport>(mut io: T, hub: Hub, config: ConnectionConfig, peer: String) {
     let (id, mut events) = hub.register();
+    let linger = Duration::from_millis(config.close_timeout_ms);
     let mut conn = Connection::new(config, hub.now_ms());
     let mut commands: Vec<Command> = Vec::new();
     debug!(%peer, conn = id.0, "connection accepted");
@@ -59,7 +60,12 @@ pub async fn drive<T: Transport>(mut io: T, hub: Hub, config: ConnectionConfig, 
         }
         let out = conn.output();
         if !out.is_empty() {
-            let res = io.write_all(out).await;
+            // One write and one flush per batch: a WebSocket sends it as one message, TLS as
+            // few records as it can; on TCP the flush does nothing.
+            let res = match io.write_all(out).await {
+                Ok(()) => io.flush().await,
+                Err(e) => Err(e),
+            };
             out.clear();
             if res.is_err() {
                 conn.handle_eof();
@@ -77,6 +83,7 @@ pub async fn drive<T: Transport>(mut io: T, hub: Hub, config: ConnectionConfig, 
     }
     // Whatever happened, the broker must forget this connection (duplicates are ignored).
     hub.send(id, vec![Command::Close]);
-    let _ = io.shutdown().await;
+    // Bounded: a WebSocket waits here for the peer's close reply, TLS to send close_notify.
+    let _ = tokio::time::timeout(linger, io.shutdown()).await;
     debug!(%peer, conn = id.0, "connection closed");
 }

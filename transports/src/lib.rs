@@ -9,6 +9,9 @@
 pub mod driver;
 pub mod hub;
 pub mod tcp;
+pub mod tls;
+pub mod ws;
 
 pub use driver::{drive, Transport};
 pub use hub::Hub;
+pub use ws::{WsConfig, WsStream};
