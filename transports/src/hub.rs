@@ -6,7 +6,7 @@
 //! one per frame.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +20,7 @@ enum HubMsg {
     Register(ConnId, mpsc::UnboundedSender<EventBatch>),
     Commands(ConnId, Vec<Command>),
     Alarm(Option<String>),
+    Shutdown(tokio::sync::oneshot::Sender<()>),
 }
 
 /// A cloneable handle to the broker task.
@@ -27,6 +28,8 @@ enum HubMsg {
 pub struct Hub {
     tx: mpsc::UnboundedSender<HubMsg>,
     next_conn: Arc<AtomicU64>,
+    /// Connections the hub still serves.
+    live: Arc<AtomicUsize>,
     epoch: Instant,
 }
 
@@ -35,10 +38,12 @@ impl Hub {
     pub fn spawn(broker: Broker) -> Hub {
         let (tx, rx) = mpsc::unbounded_channel();
         let epoch = Instant::now();
-        tokio::spawn(run(broker, rx, epoch));
+        let live = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(run(broker, rx, epoch, live.clone()));
         Hub {
             tx,
             next_conn: Arc::new(AtomicU64::new(1)),
+            live,
             epoch,
         }
     }
@@ -61,6 +66,20 @@ impl Hub {
         let _ = self.tx.send(HubMsg::Alarm(reason));
     }
 
+    /// Closes every connection with 320 CONNECTION_FORCED (reason 'shutdown') and waits up to
+    /// `grace` for their tasks to finish the close handshake.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send(HubMsg::Shutdown(done)).is_err() {
+            return;
+        }
+        let _ = wait.await;
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.live.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Sends a batch of commands from one connection.
     pub fn send(&self, conn: ConnId, commands: Vec<Command>) {
         if !commands.is_empty() {
@@ -69,7 +88,12 @@ impl Hub {
     }
 }
 
-async fn run(mut broker: Broker, mut rx: mpsc::UnboundedReceiver<HubMsg>, epoch: Instant) {
+async fn run(
+    mut broker: Broker,
+    mut rx: mpsc::UnboundedReceiver<HubMsg>,
+    epoch: Instant,
+    live: Arc<AtomicUsize>,
+) {
     let unix_now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -105,6 +129,12 @@ async fn run(mut broker: Broker, mut rx: mpsc::UnboundedReceiver<HubMsg>, epoch:
                     conns.insert(id, tx);
                 }
                 HubMsg::Alarm(reason) => broker.set_resource_alarm(reason.as_deref()),
+                HubMsg::Shutdown(done) => {
+                    broker.close_all_connections("shutdown");
+                    collect(&mut broker, &mut outbox);
+                    deliver(&conns, &mut outbox);
+                    let _ = done.send(());
+                }
                 HubMsg::Commands(id, commands) => {
                     let mut closed = false;
                     for command in commands {
@@ -122,6 +152,7 @@ async fn run(mut broker: Broker, mut rx: mpsc::UnboundedReceiver<HubMsg>, epoch:
         }
         collect(&mut broker, &mut outbox);
         deliver(&conns, &mut outbox);
+        live.store(conns.len(), Ordering::Release);
     }
 }
 

@@ -300,6 +300,21 @@ impl Broker {
         }
     }
 
+    /// Closes every connection with `connection.close` 320 CONNECTION_FORCED, as RabbitMQ
+    /// does on shutdown (`reason` goes into the text: "broker forced connection closure
+    /// with reason 'shutdown'"). Unacked messages go back to their queues.
+    pub fn close_all_connections(&mut self, reason: &str) {
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort();
+        for conn in conns {
+            let fault = connection_fault!(
+                CONNECTION_FORCED,
+                "broker forced connection closure with reason '{reason}'"
+            );
+            self.raise(conn, 0, fault);
+        }
+    }
+
     /// The current resource alarm, if any.
     pub fn resource_alarm(&self) -> Option<&str> {
         self.alarm.as_deref()
