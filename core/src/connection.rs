@@ -440,6 +440,7 @@ impl Connection {
             "connection.blocked",
             "authentication_failure_close",
             "per_consumer_qos",
+            "direct_reply_to",
         ] {
             caps.insert(cap, FieldValue::Bool(true));
         }

@@ -63,6 +63,8 @@ pub struct Channel {
     pub flow_active: bool,
     /// The queue most recently declared on this channel (an empty queue name means it).
     pub last_queue: Option<ShortStr>,
+    /// Direct reply-to consumer: (consumer tag, reply address key).
+    pub reply_consumer: Option<(ShortStr, ShortStr)>,
 }
 
 impl Channel {
@@ -78,6 +80,7 @@ impl Channel {
             tx: None,
             flow_active: true,
             last_queue: None,
+            reply_consumer: None,
         }
     }
 

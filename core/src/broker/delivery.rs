@@ -10,6 +10,7 @@ use super::exchange::Destination;
 use super::expiry::DeathReason;
 use super::message::parse_expiration;
 use super::queue::{ConsumerRef, Overflow, QueueId, QueuedMessage, NEVER};
+use super::reply_to::{REPLY_TO, REPLY_TO_PREFIX};
 use super::{Broker, ConnId, Event, Exchange, Message};
 use crate::channel_fault;
 use crate::codec::{
@@ -52,7 +53,11 @@ impl Broker {
                 ));
             }
         }
-        let message = Message::new(p.exchange, p.routing_key, header.properties, body);
+        let properties = self.rewrite_reply_to(conn, channel, header.properties)?;
+        let message = Message::new(p.exchange, p.routing_key, properties, body);
+        if message.exchange().is_empty() && message.routing_key().starts_with(REPLY_TO_PREFIX) {
+            return self.publish_reply(conn, channel, p.mandatory, message);
+        }
         let mut queues = core::mem::take(&mut self.route_scratch);
         queues.clear();
         let routed = self.route(&vhost, &message, &mut queues);
@@ -66,20 +71,7 @@ impl Broker {
             ch.next_publish_seq = Some(s + 1);
         }
         if queues.is_empty() && p.mandatory {
-            self.emit(
-                conn,
-                Event::Content {
-                    channel,
-                    method: BasicReturn {
-                        reply_code: 312,
-                        reply_text: ShortStr::from_static("NO_ROUTE"),
-                        exchange: message.exchange().clone(),
-                        routing_key: message.routing_key().clone(),
-                    }
-                    .into(),
-                    message: message.clone(),
-                },
-            );
+            self.return_no_route(conn, channel, message.clone());
         }
         let ch = self.channel_mut(conn, channel)?;
         let mut rejected = false;
@@ -111,6 +103,46 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// A reply to a direct reply-to address: straight to the waiting consumer, or returned.
+    fn publish_reply(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        mandatory: bool,
+        message: Message,
+    ) -> Result<(), Fault> {
+        let delivered = self.deliver_reply(&message);
+        let ch = self.channel_mut(conn, channel)?;
+        let seq = ch.next_publish_seq;
+        if let Some(s) = seq {
+            ch.next_publish_seq = Some(s + 1);
+        }
+        if !delivered && mandatory {
+            self.return_no_route(conn, channel, message);
+        }
+        if let Some(seq) = seq {
+            self.confirm(conn, channel, seq);
+        }
+        Ok(())
+    }
+
+    fn return_no_route(&mut self, conn: ConnId, channel: u16, message: Message) {
+        self.emit(
+            conn,
+            Event::Content {
+                channel,
+                method: BasicReturn {
+                    reply_code: 312,
+                    reply_text: ShortStr::from_static("NO_ROUTE"),
+                    exchange: message.exchange().clone(),
+                    routing_key: message.routing_key().clone(),
+                }
+                .into(),
+                message,
+            },
+        );
     }
 
     /// A message may only claim the user that published it (RabbitMQ's validated user-id).
@@ -404,6 +436,9 @@ impl Broker {
         m: BasicConsume,
     ) -> Result<(), Fault> {
         let vhost = self.vhost_of(conn)?;
+        if m.queue.as_str() == REPLY_TO {
+            return self.consume_reply_to(conn, channel, &m);
+        }
         let queue_name = if m.queue.is_empty() {
             self.channel_mut(conn, channel)?
                 .last_queue
@@ -468,6 +503,14 @@ impl Broker {
         let ch = self.channel_mut(conn, channel)?;
         if let Some(c) = ch.consumers.remove(&m.consumer_tag) {
             self.detach_consumer(conn, channel, &m.consumer_tag, c.queue);
+        } else if ch
+            .reply_consumer
+            .as_ref()
+            .is_some_and(|(tag, _)| *tag == m.consumer_tag)
+        {
+            if let Some((_, key)) = ch.reply_consumer.take() {
+                self.drop_reply_consumer(&key);
+            }
         }
         if !m.no_wait {
             self.reply(
@@ -778,6 +821,9 @@ impl Broker {
     /// A channel is gone: its consumers leave their queues, its unacked deliveries (and acks
     /// an uncommitted transaction held) go back to their queues, redelivered.
     pub(crate) fn release_channel(&mut self, conn: ConnId, channel: u16, mut ch: Channel) {
+        if let Some((_, key)) = ch.reply_consumer.take() {
+            self.drop_reply_consumer(&key);
+        }
         let mut unacked: Vec<Unacked> = ch.unacked.drain(..).collect();
         if let Some(ops) = ch.tx.take() {
             for op in ops {

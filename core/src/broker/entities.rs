@@ -436,6 +436,17 @@ impl Broker {
         m.durable &= !m.exclusive;
         if m.passive {
             let name = self.resolve_queue_name(conn, channel, name)?;
+            if self.is_reply_address(&name) {
+                if !m.no_wait {
+                    let ok = QueueDeclareOk {
+                        queue: name,
+                        message_count: 0,
+                        consumer_count: 0,
+                    };
+                    self.reply(conn, channel, ok);
+                }
+                return Ok(());
+            }
             let id = self.usable_queue(conn, &vhost, &name)?;
             self.expire_head(id);
             let now = self.now_ms;

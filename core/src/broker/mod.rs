@@ -16,6 +16,7 @@ mod expiry;
 pub mod headers;
 mod message;
 mod queue;
+mod reply_to;
 pub mod topic;
 
 use alloc::collections::VecDeque;
@@ -183,6 +184,8 @@ pub struct Broker {
     timed: alloc::collections::BTreeSet<QueueId>,
     /// Unix time (ms) at broker time 0, for `x-death` timestamps.
     unix_offset_ms: u64,
+    /// Direct reply-to addresses (key after `amq.rabbitmq.reply-to.`) → their channel.
+    reply_routes: Map<ShortStr, (ConnId, u16)>,
 }
 
 mod names;
@@ -211,6 +214,7 @@ impl Broker {
             alarm: None,
             timed: Default::default(),
             unix_offset_ms: 0,
+            reply_routes: Map::default(),
         };
         broker.add_vhost("/");
         broker.recover();
