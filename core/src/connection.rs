@@ -187,6 +187,14 @@ impl Connection {
         &mut self.input
     }
 
+    /// Goes on with frames that waited in the buffer while the connection paused.
+    fn resume_input(&mut self, now_ms: u64) {
+        let last_recv = self.last_recv_ms;
+        self.process_input(now_ms);
+        // Old bytes are not news from the peer.
+        self.last_recv_ms = last_recv;
+    }
+
     /// Processes every complete frame in the input buffer.
     pub fn process_input(&mut self, now_ms: u64) {
         if self.input.is_empty() || self.state == State::Closed {
@@ -196,7 +204,9 @@ impl Connection {
         if self.state == State::Header && !self.read_protocol_header() {
             return;
         }
-        while !matches!(self.state, State::Closed) && !self.blocked {
+        // While the broker weighs credentials or the vhost, later frames wait in the buffer:
+        // a client may pipeline `channel.open` right behind `connection.open`.
+        while !matches!(self.state, State::Closed | State::Login | State::OpenOk) && !self.blocked {
             match decode_frame(&mut self.input, self.frame_max) {
                 Ok(Some(frame)) => {
                     if let Err(fault) = self.handle_frame(frame) {
@@ -221,7 +231,7 @@ impl Connection {
     /// False while the connection is blocked by a resource alarm: the adapter must stop reading
     /// from the socket (TCP backpressure then pauses the publisher), as RabbitMQ does.
     pub fn wants_input(&self) -> bool {
-        !self.blocked && self.state != State::Closed
+        !self.blocked && !matches!(self.state, State::Closed | State::Login | State::OpenOk)
     }
 
     /// Takes an answer or a delivery from the broker.
@@ -240,6 +250,7 @@ impl Connection {
                         heartbeat: self.config.heartbeat,
                     };
                     encode_method_frame(&mut self.output, 0, &tune.into());
+                    self.resume_input(now_ms);
                 }
             }
             Event::LoginRefused { mechanism } => {
@@ -263,6 +274,7 @@ impl Connection {
                     self.deadline_ms = None;
                     let ok = crate::codec::ConnectionOpenOk::default();
                     encode_method_frame(&mut self.output, 0, &ok.into());
+                    self.resume_input(now_ms);
                 }
             }
             Event::Method { channel, method } => {
@@ -319,8 +331,7 @@ impl Connection {
                     if self.capabilities.connection_blocked && self.state == State::Running {
                         encode_method_frame(&mut self.output, 0, &ConnectionUnblocked.into());
                     }
-                    // Frames read before the block may still wait in the buffer.
-                    self.process_input(now_ms);
+                    self.resume_input(now_ms);
                 }
             }
         }
