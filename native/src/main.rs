@@ -156,6 +156,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         watermark,
         std::time::Duration::from_millis(500),
     ));
+    let shutdown_hub = hub.clone();
     let mut servers = vec![tokio::spawn(tcp::serve(
         listener,
         hub.clone(),
@@ -175,9 +176,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     shutdown_signal().await;
     info!("shutting down");
+    // Stop accepting, then close every connection as RabbitMQ does (320 CONNECTION_FORCED),
+    // giving clients a moment to answer close-ok.
     for server in servers {
         server.abort();
     }
+    shutdown_hub.shutdown(std::time::Duration::from_secs(2)).await;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ Two ways to choose the broker under test:
   temporary directory; the path (and the log's tail) is printed on failure.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -94,6 +95,33 @@ def _parse_url(url):
                   user=urllib.parse.unquote(u.username or "guest"),
                   password=urllib.parse.unquote(u.password or "guest"),
                   vhost=vhost)
+
+
+@contextlib.contextmanager
+def own_warren(*extra_args):
+    """Starts a broker of the test's own (WARREN_BIN only) with extra server flags; yields
+    (port, process). Skips the test when the suite runs against AMQP_URL."""
+    binary = os.environ.get("WARREN_BIN")
+    if not binary:
+        pytest.skip("needs WARREN_BIN: starts a broker of its own")
+    port = _free_port()
+    log_path = os.path.join(tempfile.mkdtemp(prefix="warren-own-"), "warren.log")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [binary, "server", "--amqp", "127.0.0.1:%d" % port, *extra_args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    try:
+        assert _wait_for_port("127.0.0.1", port, proc, 20), _tail(log_path)
+        yield port, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
 
 
 @pytest.fixture(scope="session")

@@ -3,41 +3,17 @@ memory high watermark, like RabbitMQ's vm_memory_high_watermark.
 
 Needs a broker of its own started with a tiny watermark, so it runs only with WARREN_BIN."""
 
-import os
-import signal
-import subprocess
-import tempfile
-
 import pika
 import pytest
 
-from conftest import _free_port, _tail, _wait_for_port
+from conftest import own_warren
 from helpers import pump_until
 
 
 @pytest.fixture
 def alarmed_broker():
-    binary = os.environ.get("WARREN_BIN")
-    if not binary:
-        pytest.skip("needs WARREN_BIN: starts its own broker with a 1-byte memory watermark")
-    port = _free_port()
-    log_path = os.path.join(tempfile.mkdtemp(prefix="warren-alarm-"), "warren.log")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [binary, "server", "--amqp", "127.0.0.1:%d" % port,
-             "--vm-memory-high-watermark-absolute", "1"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-    try:
-        assert _wait_for_port("127.0.0.1", port, proc, 20), _tail(log_path)
+    with own_warren("--vm-memory-high-watermark-absolute", "1") as (port, _proc):
         yield port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def test_publisher_gets_connection_blocked_over_the_watermark(alarmed_broker):
