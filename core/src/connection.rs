@@ -452,6 +452,7 @@ impl Connection {
             "authentication_failure_close",
             "per_consumer_qos",
             "direct_reply_to",
+            "consumer_priorities",
         ] {
             caps.insert(cap, FieldValue::Bool(true));
         }

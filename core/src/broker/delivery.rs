@@ -338,21 +338,29 @@ impl Broker {
                 }
                 continue;
             }
+            // Round-robin from `next_consumer` among the consumers with room; with consumer
+            // priorities (`x-priority`), among the highest-priority ones with room.
             let n = q.consumers.len();
-            let mut chosen = None;
+            let prioritised = q.consumers.iter().any(|c| c.priority != 0);
+            let mut chosen: Option<(usize, i64)> = None;
             for i in 0..n {
                 let idx = (q.next_consumer + i) % n;
                 let c = &q.consumers[idx];
+                if chosen.is_some_and(|(_, p)| c.priority <= p) {
+                    continue;
+                }
                 let ok = conns
                     .get(&c.conn)
                     .and_then(|conn| conn.channels.get(&c.channel))
                     .is_some_and(|ch| ch.can_deliver_to(&c.tag));
                 if ok {
-                    chosen = Some(idx);
-                    break;
+                    chosen = Some((idx, c.priority));
+                    if !prioritised {
+                        break;
+                    }
                 }
             }
-            let Some(idx) = chosen else { break };
+            let Some((idx, _)) = chosen else { break };
             q.next_consumer = (idx + 1) % n;
             let Some(qm) = q.pop_front() else { break };
             let cref = &q.consumers[idx];
@@ -455,6 +463,15 @@ impl Broker {
                 "queue '{queue_name}' in vhost '{vhost}' in exclusive use"
             ));
         }
+        let priority = match m.arguments.get("x-priority") {
+            None => 0,
+            Some(v) => v.as_i64().ok_or_else(|| {
+                channel_fault!(
+                    PRECONDITION_FAILED,
+                    "invalid arg 'x-priority' for consumer of queue '{queue_name}' in vhost '{vhost}'"
+                )
+            })?,
+        };
         let tag = if m.consumer_tag.is_empty() {
             ShortStr::from(self.rng.name("amq.ctag-"))
         } else {
@@ -485,6 +502,7 @@ impl Broker {
             conn,
             channel,
             tag: tag.clone(),
+            priority,
         });
         q.has_exclusive_consumer = m.exclusive;
         if !m.no_wait {

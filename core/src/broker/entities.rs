@@ -803,6 +803,15 @@ fn validate_queue_arguments(
             "invalid arg 'x-dead-letter-routing-key' for queue '{name}' in vhost '{vhost}': {{routing_key_but_no_dlx_defined}}"
         ));
     }
+    if let Some(v) = args.get("x-max-priority") {
+        if !v.as_i64().is_some_and(|n| (0..=255).contains(&n)) {
+            return Err(channel_fault!(
+                PRECONDITION_FAILED,
+                "invalid arg 'x-max-priority' for queue '{name}' in vhost '{vhost}': {}",
+                describe(Some(v))
+            ));
+        }
+    }
     for key in [
         "x-message-ttl",
         "x-expires",

@@ -3,7 +3,7 @@
 use alloc::sync::Arc;
 use bytes::Bytes;
 
-use crate::codec::{peek_delivery_mode, peek_expiration, ShortStr};
+use crate::codec::{peek_delivery_mode, peek_expiration, peek_priority, ShortStr};
 
 /// One published message. Cloning bumps a reference count; fanout to N queues costs N clones,
 /// never N copies of the body.
@@ -21,6 +21,8 @@ pub struct MessageData {
     pub persistent: bool,
     /// The `expiration` property as milliseconds, when it is a valid one.
     pub expiration_ms: Option<u64>,
+    /// The `priority` property (0 when absent).
+    pub priority: u8,
 }
 
 impl Message {
@@ -30,6 +32,7 @@ impl Message {
             Ok(Some(text)) => parse_expiration(text).ok(),
             _ => None,
         };
+        let priority = peek_priority(&properties).ok().flatten().unwrap_or(0);
         Message(Arc::new(MessageData {
             exchange,
             routing_key,
@@ -37,6 +40,7 @@ impl Message {
             body,
             persistent,
             expiration_ms,
+            priority,
         }))
     }
 
@@ -57,6 +61,9 @@ impl Message {
     }
     pub fn expiration_ms(&self) -> Option<u64> {
         self.0.expiration_ms
+    }
+    pub fn priority(&self) -> u8 {
+        self.0.priority
     }
 }
 

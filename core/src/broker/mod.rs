@@ -16,6 +16,7 @@ mod expiry;
 pub mod headers;
 mod message;
 mod queue;
+mod ready;
 mod reply_to;
 pub mod topic;
 

@@ -1,9 +1,9 @@
 //! A queue: its messages waiting for delivery, the consumers that take them in turn, and the
 //! limits RabbitMQ users set through queue arguments (TTL, expiry, max length, dead-lettering).
 
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
+use super::ready::Ready;
 use super::{ConnId, Message};
 use crate::codec::{FieldTable, FieldValue, ShortStr};
 
@@ -31,6 +31,8 @@ pub struct ConsumerRef {
     pub conn: ConnId,
     pub channel: u16,
     pub tag: ShortStr,
+    /// `x-priority`: higher-priority consumers with room are served first.
+    pub priority: i64,
 }
 
 /// What happens when a queue with a length limit is full (`x-overflow`).
@@ -99,6 +101,12 @@ impl QueueLimits {
     }
 }
 
+/// `x-max-priority`, when the queue is a priority queue (levels above 255 are capped).
+pub fn max_priority(args: &FieldTable) -> Option<u8> {
+    let n = args.get("x-max-priority")?.as_i64()?;
+    u8::try_from(n.clamp(0, 255)).ok()
+}
+
 #[derive(Debug)]
 pub struct Queue {
     pub id: QueueId,
@@ -110,9 +118,7 @@ pub struct Queue {
     pub auto_delete: bool,
     pub arguments: FieldTable,
     pub limits: QueueLimits,
-    ready: VecDeque<QueuedMessage>,
-    /// Body bytes of the ready messages.
-    ready_bytes: u64,
+    ready: Ready,
     /// Consumers in round-robin order; `next_consumer` is where the next delivery starts.
     pub consumers: Vec<ConsumerRef>,
     pub next_consumer: usize,
@@ -146,9 +152,8 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             limits: QueueLimits::from_arguments(&arguments),
+            ready: Ready::new(max_priority(&arguments)),
             arguments,
-            ready: VecDeque::new(),
-            ready_bytes: 0,
             consumers: Vec::new(),
             next_consumer: 0,
             has_exclusive_consumer: false,
@@ -173,7 +178,7 @@ impl Queue {
 
     /// Body bytes of the ready messages.
     pub fn ready_bytes(&self) -> u64 {
-        self.ready_bytes
+        self.ready.bytes()
     }
 
     pub fn consumer_count(&self) -> u32 {
@@ -190,7 +195,6 @@ impl Queue {
     }
 
     pub fn push_back(&mut self, m: QueuedMessage) {
-        self.ready_bytes += m.message.body().len() as u64;
         if m.expires_at != NEVER {
             self.has_message_expiry = true;
         }
@@ -199,7 +203,6 @@ impl Queue {
 
     pub fn pop_front(&mut self) -> Option<QueuedMessage> {
         let m = self.ready.pop_front()?;
-        self.ready_bytes -= m.message.body().len() as u64;
         if self.ready.is_empty() {
             self.has_message_expiry = false;
         }
@@ -209,7 +212,6 @@ impl Queue {
     /// Puts messages back at the head of the queue, keeping their given order.
     pub fn requeue_front(&mut self, messages: impl DoubleEndedIterator<Item = QueuedMessage>) {
         for m in messages.rev() {
-            self.ready_bytes += m.message.body().len() as u64;
             if m.expires_at != NEVER {
                 self.has_message_expiry = true;
             }
@@ -219,9 +221,8 @@ impl Queue {
 
     /// Removes every ready message.
     pub fn drain_ready(&mut self) -> Vec<QueuedMessage> {
-        self.ready_bytes = 0;
         self.has_message_expiry = false;
-        self.ready.drain(..).collect()
+        self.ready.drain()
     }
 
     /// Whether one more message of `body_len` bytes would exceed the length limits.
@@ -232,7 +233,7 @@ impl Queue {
             || self
                 .limits
                 .max_length_bytes
-                .is_some_and(|max| self.ready_bytes + body_len > max)
+                .is_some_and(|max| self.ready.bytes() + body_len > max)
     }
 
     /// Whether the ready messages exceed the length limits.
@@ -243,7 +244,7 @@ impl Queue {
             || self
                 .limits
                 .max_length_bytes
-                .is_some_and(|max| self.ready_bytes > max)
+                .is_some_and(|max| self.ready.bytes() > max)
     }
 
     /// When the queue expires if it stays unused, if it can.

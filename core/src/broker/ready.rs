@@ -1,0 +1,85 @@
+//! A queue's ready messages: one FIFO, or one FIFO per priority level for a priority queue
+//! (`x-max-priority`), highest level served first.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use super::queue::QueuedMessage;
+
+#[derive(Debug)]
+pub struct Ready {
+    /// Index = priority level; a plain queue has one lane.
+    lanes: Vec<VecDeque<QueuedMessage>>,
+    len: usize,
+    bytes: u64,
+}
+
+impl Ready {
+    /// `max_priority`: the queue's `x-max-priority`, if it is a priority queue.
+    pub fn new(max_priority: Option<u8>) -> Self {
+        let levels = max_priority.map_or(1, |p| usize::from(p) + 1);
+        Ready {
+            lanes: (0..levels).map(|_| VecDeque::new()).collect(),
+            len: 0,
+            bytes: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Body bytes of all ready messages.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Messages above the top level count as the top level, as in RabbitMQ.
+    fn lane(&self, m: &QueuedMessage) -> usize {
+        usize::from(m.message.priority()).min(self.lanes.len() - 1)
+    }
+
+    pub fn push_back(&mut self, m: QueuedMessage) {
+        let lane = self.lane(&m);
+        self.account_in(&m);
+        self.lanes[lane].push_back(m);
+    }
+
+    pub fn push_front(&mut self, m: QueuedMessage) {
+        let lane = self.lane(&m);
+        self.account_in(&m);
+        self.lanes[lane].push_front(m);
+    }
+
+    /// The next message to deliver.
+    pub fn front(&self) -> Option<&QueuedMessage> {
+        self.lanes.iter().rev().find_map(|l| l.front())
+    }
+
+    pub fn pop_front(&mut self) -> Option<QueuedMessage> {
+        let m = self.lanes.iter_mut().rev().find_map(|l| l.pop_front())?;
+        self.len -= 1;
+        self.bytes -= m.message.body().len() as u64;
+        Some(m)
+    }
+
+    /// Removes everything, in delivery order.
+    pub fn drain(&mut self) -> Vec<QueuedMessage> {
+        self.len = 0;
+        self.bytes = 0;
+        self.lanes
+            .iter_mut()
+            .rev()
+            .flat_map(|l| l.drain(..))
+            .collect()
+    }
+
+    fn account_in(&mut self, m: &QueuedMessage) {
+        self.len += 1;
+        self.bytes += m.message.body().len() as u64;
+    }
+}
