@@ -506,3 +506,32 @@ fn delete_if_empty_and_if_unused_refuse_with_406() {
         )]
     );
 }
+
+#[test]
+fn a_queue_message_ttl_expires_messages_on_virtual_time() {
+    let mut w = World::new();
+    let c = w.connect_channel();
+    let mut args = warren_core::codec::FieldTable::default();
+    args.insert("x-message-ttl", FieldValue::I32(1_000));
+    w.client(c).declare_queue_with(
+        1,
+        QueueDeclare {
+            queue: s("ttl"),
+            arguments: args,
+            ..Default::default()
+        },
+    );
+    w.client(c).publish_all(1, "ttl", &["a"]);
+    w.advance(500);
+    w.client(c).publish_all(1, "ttl", &["b"]);
+    w.advance(499);
+    // Not yet a whole second old (RabbitMQ expires at `now >= published + ttl`, in µs).
+    assert_eq!(
+        w.client(c)
+            .declare_queue_with(1, passive("ttl"))
+            .message_count,
+        2
+    );
+    w.advance(2);
+    assert_eq!(bodies(&w.client(c).get(1, "ttl", true)), ["b"]);
+}
