@@ -23,10 +23,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::broker::{ClientCapabilities, Command, Event};
 use crate::codec::{
-    decode_frame, encode_content, encode_heartbeat, encode_method_frame, BasicPublish,
-    ChannelCloseOk, ConnectionBlocked, ConnectionClose, ConnectionCloseOk, ConnectionStart,
-    ConnectionTune, ConnectionUnblocked, ContentHeader, FieldTable, FieldValue, Frame, FrameKind,
-    LongStr, Method, ShortStr, FRAME_OVERHEAD, PROTOCOL_HEADER,
+    decode_frame, encode_content, encode_deliver, encode_heartbeat, encode_method_frame,
+    BasicPublish, ChannelCloseOk, ConnectionBlocked, ConnectionClose, ConnectionCloseOk,
+    ConnectionStart, ConnectionTune, ConnectionUnblocked, ContentHeader, FieldTable, FieldValue,
+    Frame, FrameKind, LongStr, Method, ShortStr, FRAME_OVERHEAD, PROTOCOL_HEADER,
 };
 use crate::reply::{Fault, Scope};
 use crate::{channel_fault, connection_fault};
@@ -284,6 +284,28 @@ impl Connection {
                 }
                 if self.state == State::Running {
                     encode_method_frame(&mut self.output, channel, &method);
+                }
+            }
+            Event::Deliver {
+                channel,
+                consumer_tag,
+                delivery_tag,
+                redelivered,
+                message,
+            } => {
+                if self.state == State::Running {
+                    encode_deliver(
+                        &mut self.output,
+                        channel,
+                        &consumer_tag,
+                        delivery_tag,
+                        redelivered,
+                        message.exchange(),
+                        message.routing_key(),
+                        message.properties(),
+                        message.body(),
+                        self.frame_max,
+                    );
                 }
             }
             Event::Content {

@@ -15,9 +15,9 @@ use super::{Broker, ConnId, Event, Exchange, Message};
 use crate::channel_fault;
 use crate::codec::{
     peek_expiration, peek_headers, peek_user_id, BasicAck, BasicCancel, BasicCancelOk,
-    BasicConsume, BasicConsumeOk, BasicDeliver, BasicGet, BasicGetEmpty, BasicGetOk, BasicNack,
-    BasicPublish, BasicQos, BasicQosOk, BasicRecoverOk, BasicReturn, ConfirmSelectOk,
-    ContentHeader, FieldTable, Method, ShortStr, TxCommitOk, TxRollbackOk, TxSelectOk,
+    BasicConsume, BasicConsumeOk, BasicGet, BasicGetEmpty, BasicGetOk, BasicNack, BasicPublish,
+    BasicQos, BasicQosOk, BasicRecoverOk, BasicReturn, ConfirmSelectOk, ContentHeader, FieldTable,
+    Method, ShortStr, TxCommitOk, TxRollbackOk, TxSelectOk,
 };
 use crate::connection_fault;
 use crate::reply::Fault;
@@ -373,13 +373,8 @@ impl Broker {
             };
             let tag = ch.take_tag();
             let no_ack = ch.consumers.get(&cref.tag).is_none_or(|c| c.no_ack);
-            let deliver = BasicDeliver {
-                consumer_tag: cref.tag.clone(),
-                delivery_tag: tag,
-                redelivered: qm.redelivered,
-                exchange: qm.message.exchange().clone(),
-                routing_key: qm.message.routing_key().clone(),
-            };
+            let consumer_tag = cref.tag.clone();
+            let redelivered = qm.redelivered;
             let message = qm.message.clone();
             if no_ack {
                 if qm.store_id != 0 {
@@ -400,9 +395,11 @@ impl Broker {
             }
             events.push_back((
                 cref.conn,
-                Event::Content {
+                Event::Deliver {
                     channel: cref.channel,
-                    method: deliver.into(),
+                    consumer_tag,
+                    delivery_tag: tag,
+                    redelivered,
                     message,
                 },
             ));

@@ -109,7 +109,16 @@ pub enum Event {
         channel: u16,
         method: Method,
     },
-    /// `basic.deliver`, `basic.get-ok` or `basic.return`, followed by the message.
+    /// `basic.deliver` to a consumer, followed by the message (the hot path: no `Method`
+    /// value, exchange and routing key come from the message).
+    Deliver {
+        channel: u16,
+        consumer_tag: ShortStr,
+        delivery_tag: u64,
+        redelivered: bool,
+        message: Message,
+    },
+    /// `basic.get-ok` or `basic.return`, followed by the message.
     Content {
         channel: u16,
         method: Method,

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::{Broker, ConnId, Event};
 use crate::channel_fault;
-use crate::codec::{BasicConsume, BasicConsumeOk, BasicDeliver, BasicProperties, ShortStr};
+use crate::codec::{BasicConsume, BasicConsumeOk, BasicProperties, ShortStr};
 use crate::reply::Fault;
 
 /// The pseudo-queue a requester consumes from and names in `reply_to`.
@@ -112,16 +112,11 @@ impl Broker {
         let delivery_tag = ch.take_tag();
         self.emit(
             conn,
-            Event::Content {
+            Event::Deliver {
                 channel,
-                method: BasicDeliver {
-                    consumer_tag: tag,
-                    delivery_tag,
-                    redelivered: false,
-                    exchange: message.exchange().clone(),
-                    routing_key: message.routing_key().clone(),
-                }
-                .into(),
+                consumer_tag: tag,
+                delivery_tag,
+                redelivered: false,
                 message: message.clone(),
             },
         );

@@ -988,3 +988,31 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn encode_deliver_matches_the_generic_encoder(
+        tag in "[a-z.-]{0,300}",
+        ex in "[a-z.]{0,40}",
+        rk in "[a-zé.]{0,300}",
+        delivery_tag in any::<u64>(),
+        redelivered in any::<bool>(),
+        body in prop::collection::vec(any::<u8>(), 0..600),
+        frame_max in prop_oneof![Just(0u32), 4096u32..5000],
+    ) {
+        let (tag, ex, rk) = (ShortStr::from(tag), ShortStr::from(ex), ShortStr::from(rk));
+        let props = BasicProperties { delivery_mode: Some(2), ..Default::default() }.to_bytes();
+        let deliver = BasicDeliver {
+            consumer_tag: tag.clone(),
+            delivery_tag,
+            redelivered,
+            exchange: ex.clone(),
+            routing_key: rk.clone(),
+        };
+        let mut generic = Vec::new();
+        encode_message(&mut generic, 3, &deliver.into(), &props, &body, frame_max);
+        let mut direct = Vec::new();
+        encode_deliver(&mut direct, 3, &tag, delivery_tag, redelivered, &ex, &rk, &props, &body, frame_max);
+        prop_assert_eq!(generic, direct);
+    }
+}
