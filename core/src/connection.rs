@@ -433,6 +433,21 @@ impl Connection {
         self.frame_max
     }
 
+    /// The negotiated channel_max (0 before tune-ok).
+    pub fn channel_max(&self) -> u16 {
+        self.channel_max
+    }
+
+    /// The negotiated heartbeat interval in milliseconds (0 = none).
+    pub fn heartbeat_ms(&self) -> u64 {
+        self.heartbeat_ms
+    }
+
+    /// True once `connection.open-ok` went out and until a close starts.
+    pub fn is_running(&self) -> bool {
+        self.state == State::Running
+    }
+
     /// The authenticated user, once known.
     pub fn username(&self) -> &str {
         &self.username
@@ -710,7 +725,8 @@ impl Connection {
                         UNEXPECTED_FRAME,
                         "expected content header for class 60, got non content header frame instead"
                     )
-                    .caused_by(class_id, method_id));
+                    // RabbitMQ names the publish that was interrupted, not the interrupter.
+                    .caused_by(BasicPublish::CLASS_ID, BasicPublish::METHOD_ID));
                 }
                 match m {
                     Method::ChannelOpen(_) => Err(connection_fault!(
@@ -766,8 +782,8 @@ impl Connection {
         let max = self.config.max_message_size;
         let Some(ch) = self.open_channel(channel) else {
             return Err(connection_fault!(
-                CHANNEL_ERROR,
-                "expected 'channel.open' on channel {channel}, got a content header"
+                UNEXPECTED_FRAME,
+                "expected method frame, got non method frame instead"
             ));
         };
         if ch.state != ChannelState::Open {
@@ -824,8 +840,8 @@ impl Connection {
         }
         let Some(ch) = self.open_channel(channel) else {
             return Err(connection_fault!(
-                CHANNEL_ERROR,
-                "expected 'channel.open' on channel {channel}, got a content body"
+                UNEXPECTED_FRAME,
+                "expected method frame, got non method frame instead"
             ));
         };
         if ch.state != ChannelState::Open {

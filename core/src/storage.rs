@@ -92,6 +92,8 @@ pub struct MessageRecord {
     pub routing_key: ShortStr,
     pub properties: Bytes,
     pub body: Bytes,
+    /// It was delivered (and not acked) at least once: it comes back redelivered.
+    pub delivered: bool,
 }
 
 /// Everything a storage holds, per vhost, handed to the broker at start.
@@ -115,6 +117,8 @@ pub trait Storage {
     fn delete_binding(&mut self, vhost: &str, record: &BindingRecord);
     fn save_message(&mut self, vhost: &str, queue: &str, record: &MessageRecord);
     fn delete_message(&mut self, vhost: &str, queue: &str, id: u64);
+    /// The message went out to a consumer awaiting an ack: after a restart it is redelivered.
+    fn mark_delivered(&mut self, vhost: &str, queue: &str, id: u64);
     /// What was stored before this broker started.
     fn load(&mut self) -> Recovered;
 }
@@ -179,6 +183,15 @@ impl Storage for MemoryStorage {
     fn delete_message(&mut self, vhost: &str, queue: &str, id: u64) {
         if let Some(m) = self.messages.get_mut(&key(vhost, queue)) {
             m.remove(&id);
+        }
+    }
+    fn mark_delivered(&mut self, vhost: &str, queue: &str, id: u64) {
+        if let Some(m) = self
+            .messages
+            .get_mut(&key(vhost, queue))
+            .and_then(|m| m.get_mut(&id))
+        {
+            m.delivered = true;
         }
     }
     fn load(&mut self) -> Recovered {

@@ -257,7 +257,7 @@ fn connection_close_requeues_unacked_messages_in_order() {
 /// RabbitMQ 3.10.8: get 1 and 2 on channel 1, 3 and 4 on channel 2 (interleaved), close
 /// channel 2 then channel 1 (or the whole connection): the queue reads 1,2,3,4,5.
 #[test]
-#[ignore = "bug: requeue pushes to the queue head per channel instead of restoring original queue order"]
+
 fn unacked_messages_from_two_channels_return_to_their_original_queue_positions() {
     let mut w = World::new();
     let c = w.connect_channel();
@@ -284,7 +284,7 @@ fn unacked_messages_from_two_channels_return_to_their_original_queue_positions()
 
 /// Same as above with the connection closing both channels at once.
 #[test]
-#[ignore = "bug: requeue pushes to the queue head per channel instead of restoring original queue order"]
+
 fn unacked_messages_from_two_channels_of_a_closed_connection_keep_queue_order() {
     let mut w = World::new();
     let c = w.connect_channel();
@@ -310,7 +310,7 @@ fn unacked_messages_from_two_channels_of_a_closed_connection_keep_queue_order() 
 /// RabbitMQ 3.10.8: get 1 and 2, reject 1 (requeue), then reject 2 (requeue): the queue reads
 /// 1,2,3,4 — each requeued message goes back to where it was, not to the head.
 #[test]
-#[ignore = "bug: a requeued message goes to the queue head instead of its original position"]
+
 fn messages_rejected_one_by_one_return_to_their_original_positions() {
     let mut w = World::new();
     let c = w.connect_channel();

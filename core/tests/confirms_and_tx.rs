@@ -237,7 +237,6 @@ fn a_committed_nack_with_requeue_redelivers() {
 /// tx.select, ack of the one delivery, then another publish, nothing is delivered until
 /// tx.commit (which is answered by commit-ok, then the next delivery).
 #[test]
-#[ignore = "bug: an uncommitted ack frees the consumer's prefetch slot before tx.commit"]
 fn an_uncommitted_ack_does_not_free_prefetch_room() {
     let mut w = World::new();
     let c = w.connect_channel();

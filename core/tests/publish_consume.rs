@@ -375,7 +375,6 @@ fn channel_flow_active_true_is_answered_with_flow_ok() {
 /// RabbitMQ 3.x does not implement `channel.flow active=false` (checked on 3.10.8): it closes
 /// the connection with `540 NOT_IMPLEMENTED - active=false` (class 20, method 20).
 #[test]
-#[ignore = "bug: channel.flow active=false is honoured instead of RabbitMQ's 540 NOT_IMPLEMENTED"]
 fn channel_flow_active_false_is_not_implemented_540() {
     let mut w = World::new();
     let c = w.connect_channel();

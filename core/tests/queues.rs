@@ -379,7 +379,6 @@ fn deleting_a_consumed_queue_cancels_silently_without_consumer_cancel_notify() {
 /// first, then `basic.cancel` (the queue process notifies the channel after the delete
 /// returned).
 #[test]
-#[ignore = "bug: basic.cancel is sent before queue.delete-ok when a channel deletes its own consumed queue"]
 fn deleting_ones_own_consumed_queue_answers_delete_ok_before_basic_cancel() {
     let mut w = World::new();
     let c = w.connect_channel();

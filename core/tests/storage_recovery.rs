@@ -226,7 +226,6 @@ fn an_unacked_persistent_message_comes_back() {
 /// message with `is_delivered = true`, so it comes back with redelivered=true
 /// (deps/rabbit/src/rabbit_variable_queue.erl, `set_deliver_flag/2`, `betas_from_index_entries/4`).
 #[test]
-#[ignore = "bug: a message delivered but unacked before a restart comes back with redelivered=false"]
 fn an_unacked_persistent_message_comes_back_marked_redelivered() {
     let mut w = World::new();
     let c = w.connect_channel();

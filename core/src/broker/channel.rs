@@ -137,16 +137,27 @@ impl Channel {
         }
     }
 
-    /// Puts deliveries back as unacked (a rolled-back transaction), keeping tag order.
-    pub fn restore_unacked(&mut self, u: Unacked) {
+    /// Puts a delivery back as unacked (a rolled-back transaction), keeping tag order. Its
+    /// prefetch credit was held by the transaction, so counts do not change.
+    pub fn reinsert_unacked(&mut self, u: Unacked) {
+        let i = self.unacked.partition_point(|x| x.tag < u.tag);
+        self.unacked.insert(i, u);
+    }
+
+    /// Counts a delivery against its consumer's and the channel's prefetch again: an ack
+    /// inside a transaction frees no room until the commit.
+    pub fn hold_credit(&mut self, u: &Unacked) {
         if let Some(tag) = &u.consumer {
             if let Some(c) = self.consumers.get_mut(tag) {
                 c.unacked += 1;
             }
             self.consumer_unacked += 1;
         }
-        let i = self.unacked.partition_point(|x| x.tag < u.tag);
-        self.unacked.insert(i, u);
+    }
+
+    /// Releases the prefetch room a delivery held.
+    pub fn release_credit(&mut self, u: &Unacked) {
+        self.forget_consumer_unacked(u);
     }
 
     fn forget_consumer_unacked(&mut self, u: &Unacked) {

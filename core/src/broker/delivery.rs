@@ -256,6 +256,7 @@ impl Broker {
                     routing_key: message.routing_key().clone(),
                     properties: message.properties().clone(),
                     body: message.body().clone(),
+                    delivered: false,
                 },
             );
             id
@@ -267,6 +268,7 @@ impl Broker {
             redelivered,
             store_id,
             expires_at,
+            seq: 0,
         });
         let has_consumers = !q.consumers.is_empty();
         let over = q.is_over_limits();
@@ -368,7 +370,7 @@ impl Broker {
                 .get_mut(&cref.conn)
                 .and_then(|conn| conn.channels.get_mut(&cref.channel))
             else {
-                q.requeue_front(core::iter::once(qm));
+                q.requeue(core::iter::once(qm));
                 break;
             };
             let tag = ch.take_tag();
@@ -381,6 +383,9 @@ impl Broker {
                     storage.delete_message(&q.vhost, &q.name, qm.store_id);
                 }
             } else {
+                if qm.store_id != 0 && !qm.redelivered {
+                    storage.mark_delivered(&q.vhost, &q.name, qm.store_id);
+                }
                 if let Some(c) = ch.consumers.get_mut(&cref.tag) {
                     c.unacked += 1;
                 }
@@ -599,6 +604,9 @@ impl Broker {
                 storage.delete_message(&q.vhost, &q.name, qm.store_id);
             }
         } else {
+            if qm.store_id != 0 && !qm.redelivered {
+                storage.mark_delivered(&q.vhost, &q.name, qm.store_id);
+            }
             ch.unacked.push_back(Unacked {
                 tag,
                 queue: qid,
@@ -636,8 +644,13 @@ impl Broker {
     ) -> Result<(), Fault> {
         let ch = self.channel_mut(conn, channel)?;
         let taken = Self::take_unacked_or_fail(ch, tag, multiple)?;
-        if let Some(tx) = ch.tx.as_mut() {
-            tx.extend(taken.into_iter().map(TxOp::Ack));
+        if ch.tx.is_some() {
+            for u in &taken {
+                ch.hold_credit(u);
+            }
+            if let Some(tx) = ch.tx.as_mut() {
+                tx.extend(taken.into_iter().map(TxOp::Ack));
+            }
             return Ok(());
         }
         let queues = ch.consumed_queues();
@@ -658,12 +671,17 @@ impl Broker {
     ) -> Result<(), Fault> {
         let ch = self.channel_mut(conn, channel)?;
         let taken = Self::take_unacked_or_fail(ch, tag, multiple)?;
-        if let Some(tx) = ch.tx.as_mut() {
-            tx.extend(
-                taken
-                    .into_iter()
-                    .map(|unacked| TxOp::Nack { unacked, requeue }),
-            );
+        if ch.tx.is_some() {
+            for u in &taken {
+                ch.hold_credit(u);
+            }
+            if let Some(tx) = ch.tx.as_mut() {
+                tx.extend(
+                    taken
+                        .into_iter()
+                        .map(|unacked| TxOp::Nack { unacked, requeue }),
+                );
+            }
             return Ok(());
         }
         let queues = ch.consumed_queues();
@@ -726,23 +744,17 @@ impl Broker {
         self.drop_message(u.queue, u.message, DeathReason::Rejected);
     }
 
-    /// Puts deliveries back at the head of their queues, in their original order, marked
-    /// redelivered. `unacked` is in ascending tag order.
+    /// Puts deliveries back in their queues at their original places, marked redelivered.
     fn requeue(&mut self, unacked: Vec<Unacked>) {
-        let mut by_queue: Vec<(QueueId, Vec<QueuedMessage>)> = Vec::new();
         for u in unacked {
             let mut qm = u.message;
             qm.redelivered = true;
-            match by_queue.iter_mut().find(|(q, _)| *q == u.queue) {
-                Some((_, v)) => v.push(qm),
-                None => by_queue.push((u.queue, alloc::vec![qm])),
-            }
-        }
-        for (qid, msgs) in by_queue {
-            if let Some(q) = self.queues.get_mut(&qid) {
-                q.unacked = q.unacked.saturating_sub(msgs.len());
-                q.requeue_front(msgs.into_iter());
-                self.dirty.push(qid);
+            if let Some(q) = self.queues.get_mut(&u.queue) {
+                q.unacked = q.unacked.saturating_sub(1);
+                q.requeue(core::iter::once(qm));
+                if !q.consumers.is_empty() && self.dirty.last() != Some(&u.queue) {
+                    self.dirty.push(u.queue);
+                }
             }
         }
     }
@@ -797,6 +809,12 @@ impl Broker {
 
     pub(crate) fn tx_commit(&mut self, conn: ConnId, channel: u16) -> Result<(), Fault> {
         let ops = self.take_tx(conn, channel)?;
+        let ch = self.channel_mut(conn, channel)?;
+        for op in &ops {
+            if let TxOp::Ack(u) | TxOp::Nack { unacked: u, .. } = op {
+                ch.release_credit(u);
+            }
+        }
         for op in ops {
             match op {
                 TxOp::Publish { queues, message } => {
@@ -826,7 +844,7 @@ impl Broker {
         for op in ops {
             match op {
                 TxOp::Publish { .. } => {}
-                TxOp::Ack(u) | TxOp::Nack { unacked: u, .. } => ch.restore_unacked(u),
+                TxOp::Ack(u) | TxOp::Nack { unacked: u, .. } => ch.reinsert_unacked(u),
             }
         }
         self.reply(conn, channel, TxRollbackOk);
@@ -946,9 +964,10 @@ impl Broker {
                 };
                 q.push_back(QueuedMessage {
                     message,
-                    redelivered: false,
+                    redelivered: m.delivered,
                     store_id: m.id,
                     expires_at,
+                    seq: 0,
                 });
             }
             if q.has_message_expiry {

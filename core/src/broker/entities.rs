@@ -681,16 +681,12 @@ impl Broker {
                 "queue '{queue}' in vhost '{vhost}' not empty"
             ));
         }
-        let count = self.delete_queue_by_id(id, Some((conn, channel)));
+        // delete-ok goes out before the cancel notifications the deletion causes (RabbitMQ).
         if !m.no_wait {
-            self.reply(
-                conn,
-                channel,
-                QueueDeleteOk {
-                    message_count: count,
-                },
-            );
+            let message_count = self.queues[&id].message_count();
+            self.reply(conn, channel, QueueDeleteOk { message_count });
         }
+        self.delete_queue_by_id(id, Some((conn, channel)));
         Ok(())
     }
 

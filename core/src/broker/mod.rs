@@ -6,7 +6,9 @@
 //!
 //! Call order: [`Broker::handle`] for every command, then drain [`Broker::poll_event`] and
 //! hand each event to its connection. Events for one connection come out in the order that
-//! connection must send them.
+//! connection must send them. The broker has its own timer besides the connections': call
+//! [`Broker::handle_timeout`] with the current time before handling commands and whenever
+//! [`Broker::poll_timeout`] comes due (message TTLs, queue expiry), then drain events again.
 
 mod channel;
 mod delivery;
@@ -288,6 +290,16 @@ impl Broker {
             .flat_map(|v| v.exchanges.values())
     }
 
+    /// The storage the broker writes durable state to.
+    pub fn storage(&self) -> &(dyn Storage + Send) {
+        &*self.storage
+    }
+
+    /// Gives the storage back (to rebuild a broker over it, as a restart does).
+    pub fn into_storage(self) -> alloc::boxed::Box<dyn Storage + Send> {
+        self.storage
+    }
+
     /// The number of open connections.
     pub fn connection_count(&self) -> usize {
         self.conns.len()
@@ -517,6 +529,10 @@ impl Broker {
     }
 
     fn channel_flow(&mut self, conn: ConnId, channel: u16, active: bool) -> Result<(), Fault> {
+        if !active {
+            // RabbitMQ 3.x does not implement client-requested flow stops either.
+            return Err(connection_fault!(NOT_IMPLEMENTED, "active=false"));
+        }
         let ch = self.channel_mut(conn, channel)?;
         ch.flow_active = active;
         let queues = ch.consumed_queues();

@@ -23,6 +23,9 @@ pub struct QueuedMessage {
     pub store_id: u64,
     /// When it expires (broker time, ms); [`NEVER`] without a TTL.
     pub expires_at: u64,
+    /// Position in the queue's publish order, set by [`Queue::push_back`]: a requeued
+    /// message goes back to this place, as in RabbitMQ's classic queues.
+    pub seq: u64,
 }
 
 /// Points at a consumer: the channel that owns it and its tag.
@@ -130,6 +133,8 @@ pub struct Queue {
     pub last_used_ms: u64,
     /// Some ready message carries its own expiry (`expiration` property).
     pub has_message_expiry: bool,
+    /// Sequence number for the next message appended.
+    next_seq: u64,
 }
 
 impl Queue {
@@ -160,6 +165,7 @@ impl Queue {
             unacked: 0,
             last_used_ms: now_ms,
             has_message_expiry: false,
+            next_seq: 0,
         }
     }
 
@@ -194,7 +200,10 @@ impl Queue {
         self.ready.front()
     }
 
-    pub fn push_back(&mut self, m: QueuedMessage) {
+    /// Appends a newly enqueued message (its `seq` is assigned here).
+    pub fn push_back(&mut self, mut m: QueuedMessage) {
+        m.seq = self.next_seq;
+        self.next_seq += 1;
         if m.expires_at != NEVER {
             self.has_message_expiry = true;
         }
@@ -209,13 +218,13 @@ impl Queue {
         Some(m)
     }
 
-    /// Puts messages back at the head of the queue, keeping their given order.
-    pub fn requeue_front(&mut self, messages: impl DoubleEndedIterator<Item = QueuedMessage>) {
-        for m in messages.rev() {
+    /// Puts delivered messages back where they were in publish order (by `seq`).
+    pub fn requeue(&mut self, messages: impl IntoIterator<Item = QueuedMessage>) {
+        for m in messages {
             if m.expires_at != NEVER {
                 self.has_message_expiry = true;
             }
-            self.ready.push_front(m);
+            self.ready.insert_by_seq(m);
         }
     }
 

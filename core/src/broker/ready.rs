@@ -49,10 +49,14 @@ impl Ready {
         self.lanes[lane].push_back(m);
     }
 
-    pub fn push_front(&mut self, m: QueuedMessage) {
+    /// Inserts a message at its place by `seq` (lanes stay sorted by `seq`). Requeued
+    /// messages are usually older than all ready ones, so the search ends near the front.
+    pub fn insert_by_seq(&mut self, m: QueuedMessage) {
         let lane = self.lane(&m);
         self.account_in(&m);
-        self.lanes[lane].push_front(m);
+        let l = &mut self.lanes[lane];
+        let at = l.partition_point(|x| x.seq < m.seq);
+        l.insert(at, m);
     }
 
     /// The next message to deliver.

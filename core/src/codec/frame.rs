@@ -63,18 +63,19 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     let kind = head[0];
     let channel = u16::from_be_bytes([head[1], head[2]]);
     let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
-    if !matches!(
-        kind,
-        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
-    ) {
-        return Err(DecodeError::UnknownFrameType(kind));
-    }
+    // Size before type, as RabbitMQ checks them (its error texts depend on the order).
     let whole = u64::from(size) + FRAME_OVERHEAD as u64;
     if frame_max != 0 && whole > u64::from(frame_max) {
         return Err(DecodeError::FrameTooLarge {
             size: whole,
             max: frame_max,
         });
+    }
+    if !matches!(
+        kind,
+        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
+    ) {
+        return Err(DecodeError::UnknownFrameType(kind));
     }
     let Ok(whole) = usize::try_from(whole) else {
         return Err(DecodeError::FrameTooLarge {

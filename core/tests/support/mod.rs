@@ -266,6 +266,9 @@ impl Storage for SharedStorage {
     fn delete_message(&mut self, vhost: &str, queue: &str, id: u64) {
         self.lock().delete_message(vhost, queue, id)
     }
+    fn mark_delivered(&mut self, vhost: &str, queue: &str, id: u64) {
+        self.lock().mark_delivered(vhost, queue, id)
+    }
     fn load(&mut self) -> Recovered {
         self.lock().load()
     }
