@@ -21,7 +21,7 @@ use alloc::vec::Vec;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::broker::{ClientCapabilities, Command, Event};
+use crate::broker::{ClientCapabilities, Command, Event, Message, PublishFlags};
 use crate::codec::{
     decode_frame, encode_content, encode_deliver, encode_heartbeat, encode_method_frame,
     BasicPublish, ChannelCloseOk, ConnectionBlocked, ConnectionClose, ConnectionCloseOk,
@@ -895,11 +895,19 @@ impl Connection {
             Some(b) => b,
             None => pending.body.freeze(),
         };
+        let PendingContent { publish, .. } = pending;
         self.commands.push_back(Command::Publish {
             channel,
-            publish: pending.publish,
-            header,
-            body,
+            flags: PublishFlags {
+                mandatory: publish.mandatory,
+                immediate: publish.immediate,
+            },
+            message: Message::new(
+                publish.exchange,
+                publish.routing_key,
+                header.properties,
+                body,
+            ),
         });
         if let Some(reason) = self.alarm.clone() {
             if !self.blocked {

@@ -3,8 +3,6 @@
 
 use alloc::vec::Vec;
 
-use bytes::Bytes;
-
 use super::channel::{Channel, Consumer, TxOp, Unacked};
 use super::exchange::Destination;
 use super::expiry::DeathReason;
@@ -15,22 +13,28 @@ use super::{Broker, ConnId, Event, Exchange, Message};
 use crate::channel_fault;
 use crate::codec::{
     peek_expiration, peek_headers, peek_user_id, BasicAck, BasicCancel, BasicCancelOk,
-    BasicConsume, BasicConsumeOk, BasicGet, BasicGetEmpty, BasicGetOk, BasicNack, BasicPublish,
-    BasicQos, BasicQosOk, BasicRecoverOk, BasicReturn, ConfirmSelectOk, ContentHeader, FieldTable,
-    Method, ShortStr, TxCommitOk, TxRollbackOk, TxSelectOk,
+    BasicConsume, BasicConsumeOk, BasicGet, BasicGetEmpty, BasicGetOk, BasicNack, BasicQos,
+    BasicQosOk, BasicRecoverOk, BasicReturn, ConfirmSelectOk, FieldTable, Method, ShortStr,
+    TxCommitOk, TxRollbackOk, TxSelectOk,
 };
 use crate::connection_fault;
 use crate::reply::Fault;
 use crate::storage::MessageRecord;
+
+/// The flags of a `basic.publish` (the rest of it travels in the [`Message`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishFlags {
+    pub mandatory: bool,
+    pub immediate: bool,
+}
 
 impl Broker {
     pub(crate) fn publish(
         &mut self,
         conn: ConnId,
         channel: u16,
-        p: BasicPublish,
-        header: ContentHeader,
-        body: Bytes,
+        p: PublishFlags,
+        message: Message,
     ) -> Result<(), Fault> {
         let vhost = self.vhost_of(conn)?;
         if !self
@@ -44,8 +48,8 @@ impl Broker {
         if p.immediate {
             return Err(connection_fault!(NOT_IMPLEMENTED, "immediate=true"));
         }
-        self.check_user_id(conn, &header.properties)?;
-        if let Ok(Some(text)) = peek_expiration(&header.properties) {
+        self.check_user_id(conn, message.properties())?;
+        if let Ok(Some(text)) = peek_expiration(message.properties()) {
             if let Err(reason) = parse_expiration(text) {
                 return Err(channel_fault!(
                     PRECONDITION_FAILED,
@@ -53,9 +57,13 @@ impl Broker {
                 ));
             }
         }
-        let properties = self.rewrite_reply_to(conn, channel, header.properties)?;
-        let message = Message::new(p.exchange, p.routing_key, properties, body);
-        if message.exchange().is_empty() && message.routing_key().starts_with(REPLY_TO_PREFIX) {
+        let message = self.rewrite_reply_to(conn, channel, message)?;
+        if message.exchange().is_empty()
+            && message
+                .routing_key()
+                .as_bytes()
+                .starts_with(REPLY_TO_PREFIX.as_bytes())
+        {
             return self.publish_reply(conn, channel, p.mandatory, message);
         }
         let mut queues = core::mem::take(&mut self.route_scratch);
@@ -169,7 +177,7 @@ impl Broker {
     ) -> Result<(), Fault> {
         let v = &self.vhosts[vhost];
         let exchange = message.exchange();
-        let rk = message.routing_key().as_str();
+        let rk = message.routing_key();
         if exchange.is_empty() {
             if let Some(id) = v.queues.get(rk) {
                 out.push(*id);

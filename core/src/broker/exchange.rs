@@ -172,7 +172,7 @@ impl Exchange {
     /// `headers` is only consulted (and only needs decoding) for headers exchanges.
     pub fn route(
         &self,
-        routing_key: &str,
+        routing_key: &ShortStr,
         headers: &mut dyn FnMut() -> Option<FieldTable>,
         out: &mut Vec<Destination>,
     ) {
@@ -183,7 +183,7 @@ impl Exchange {
                 }
             }
             ExchangeKind::Fanout => out.extend(self.bindings.iter().map(|b| b.destination.clone())),
-            ExchangeKind::Topic => self.topic.matches(routing_key, out),
+            ExchangeKind::Topic => self.topic.matches(routing_key.as_str(), out),
             ExchangeKind::Headers => {
                 let headers = headers();
                 for b in &self.bindings {

@@ -26,15 +26,14 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use bytes::Bytes;
-
 use crate::auth::Authenticator;
-use crate::codec::{BasicPublish, ContentHeader, FieldTable, FieldValue, Method, ShortStr};
+use crate::codec::{BasicPublish, FieldTable, FieldValue, Method, ShortStr};
 use crate::connection_fault;
 use crate::reply::{Fault, Scope};
 use crate::storage::Storage;
 
 pub use channel::Channel;
+pub use delivery::PublishFlags;
 pub use exchange::{Binding, Destination, Exchange, ExchangeKind};
 pub use expiry::DeathReason;
 pub use message::Message;
@@ -85,12 +84,12 @@ pub enum Command {
     Open { vhost: ShortStr },
     /// A channel-level method without content (channel, exchange, queue, basic, tx, confirm).
     Method { channel: u16, method: Method },
-    /// A fully assembled `basic.publish`.
+    /// A fully assembled `basic.publish`: its flags and the message built from its method,
+    /// content header and body (built on the connection's thread, not the broker's).
     Publish {
         channel: u16,
-        publish: BasicPublish,
-        header: ContentHeader,
-        body: Bytes,
+        flags: PublishFlags,
+        message: Message,
     },
     /// The connection closed the channel on its own (a content error): forget it.
     ChannelGone { channel: u16 },
@@ -379,11 +378,10 @@ impl Broker {
             }
             Command::Publish {
                 channel,
-                publish,
-                header,
-                body,
+                flags,
+                message,
             } => {
-                if let Err(fault) = self.publish(conn, channel, publish, header, body) {
+                if let Err(fault) = self.publish(conn, channel, flags, message) {
                     let fault = fault.or_caused_by(BasicPublish::CLASS_ID, BasicPublish::METHOD_ID);
                     self.raise(conn, channel, fault);
                 }

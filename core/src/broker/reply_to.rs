@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 
-use super::{Broker, ConnId, Event};
+use super::{Broker, ConnId, Event, Message};
 use crate::channel_fault;
 use crate::codec::{BasicConsume, BasicConsumeOk, BasicProperties, ShortStr};
 use crate::reply::Fault;
@@ -66,19 +66,20 @@ impl Broker {
         &mut self,
         conn: ConnId,
         channel: u16,
-        properties: Bytes,
-    ) -> Result<Bytes, Fault> {
+        message: Message,
+    ) -> Result<Message, Fault> {
+        let properties = message.properties();
         let flags = properties
             .get(..2)
             .map_or(0, |f| u16::from_be_bytes([f[0], f[1]]));
         if flags & REPLY_TO_FLAG == 0 {
-            return Ok(properties);
+            return Ok(message);
         }
-        let Ok(mut props) = BasicProperties::decode(&properties) else {
-            return Ok(properties);
+        let Ok(mut props) = BasicProperties::decode(properties) else {
+            return Ok(message);
         };
         if props.reply_to.as_deref() != Some(REPLY_TO) {
-            return Ok(properties);
+            return Ok(message);
         }
         let ch = self.channel_mut(conn, channel)?;
         let Some((_, key)) = ch.reply_consumer.as_ref() else {
@@ -92,11 +93,16 @@ impl Broker {
         props.reply_to = Some(ShortStr::from(address));
         let mut raw = alloc::vec::Vec::with_capacity(properties.len() + 32);
         props.encode(&mut raw);
-        Ok(Bytes::from(raw))
+        Ok(Message::new(
+            message.exchange().clone(),
+            message.routing_key().clone(),
+            Bytes::from(raw),
+            message.body().clone(),
+        ))
     }
 
     /// Delivers a reply published to a reply address. False when nobody waits for it.
-    pub(crate) fn deliver_reply(&mut self, message: &super::Message) -> bool {
+    pub(crate) fn deliver_reply(&mut self, message: &Message) -> bool {
         let Some(key) = message.routing_key().strip_prefix(REPLY_TO_PREFIX) else {
             return false;
         };

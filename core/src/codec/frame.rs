@@ -209,9 +209,9 @@ pub fn encode_deliver(
     frame_max: u32,
 ) {
     let (tag, ex, rk) = (
-        consumer_tag.wire_str().as_bytes(),
-        exchange.wire_str().as_bytes(),
-        routing_key.wire_str().as_bytes(),
+        consumer_tag.wire_bytes(),
+        exchange.wire_bytes(),
+        routing_key.wire_bytes(),
     );
     // class + method ids, 3 shortstrs with length octets, delivery tag, redelivered octet
     let args = 4 + 3 + tag.len() + ex.len() + rk.len() + 8 + 1;

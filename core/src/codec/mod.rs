@@ -106,6 +106,17 @@ impl ShortStr {
     pub fn wire_str(&self) -> &str {
         truncate_shortstr(self.as_str())
     }
+
+    /// [`ShortStr::wire_str`] as bytes, without re-checking UTF-8 in the common case of a
+    /// string that fits.
+    #[inline]
+    pub fn wire_bytes(&self) -> &[u8] {
+        if self.0.len() <= SHORTSTR_MAX {
+            &self.0
+        } else {
+            self.wire_str().as_bytes()
+        }
+    }
 }
 
 /// Cuts `s` to at most 255 bytes at a char boundary.
@@ -122,9 +133,13 @@ pub(crate) fn truncate_shortstr(s: &str) -> &str {
 }
 
 impl Hash for ShortStr {
-    /// Hashes like the `str` it holds, so that `Borrow<str>` lookups work.
+    /// Hashes like the `str` it holds (bytes, then a 0xff terminator: `Hasher::write_str`'s
+    /// stable default), so that `Borrow<str>` lookups work, without re-checking UTF-8 on
+    /// every hash. A test pins the equality.
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state)
+        state.write(self.as_bytes());
+        state.write_u8(0xff);
     }
 }
 

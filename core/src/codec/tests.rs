@@ -1016,3 +1016,16 @@ proptest! {
         prop_assert_eq!(generic, direct);
     }
 }
+
+#[test]
+fn shortstr_hashes_like_its_str() {
+    use core::hash::BuildHasher;
+    let build = foldhash::fast::FixedState::default();
+    for s in ["", "amq.direct", "a.b.c", "é😀", "x"] {
+        assert_eq!(build.hash_one(ShortStr::from(s)), build.hash_one(s));
+    }
+    let mut map: hashbrown::HashMap<ShortStr, u8, foldhash::fast::FixedState> =
+        Default::default();
+    map.insert(ShortStr::from("queue"), 7);
+    assert_eq!(map.get("queue"), Some(&7));
+}
