@@ -35,3 +35,6 @@ cargo test --workspace
 
 step "python tests (pika, tutorials)"
 tests/python/run.sh
+
+step "node tests (WebSocket, TLS, browser)"
+tests/node/run.sh
