@@ -41,7 +41,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{
 };
 use tokio_tungstenite::tungstenite::http::{self, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
@@ -219,6 +219,17 @@ impl Callback for HandshakeCheck<'_> {
         }
         Ok(response)
     }
+}
+
+/// Wraps a connection whose WebSocket handshake an HTTP server already answered (e.g. an
+/// upgrade on the management listener): the caller checked the origin and chose the
+/// subprotocol; the limits of `ws` still apply. Feed the result to [`drive`].
+pub async fn from_upgraded<S>(io: S, ws: &WsConfig) -> WsStream<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws.tungstenite())).await;
+    WsStream::new(socket, ws)
 }
 
 /// A WebSocket connection as the AMQP byte stream; see the module docs.
@@ -453,16 +464,14 @@ mod tests {
     use super::*;
     use futures_util::{SinkExt, StreamExt};
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-    use tokio_tungstenite::tungstenite::protocol::Role;
 
     type Client = WebSocketStream<DuplexStream>;
 
     async fn pair(ws: WsConfig) -> (WsStream<DuplexStream>, Client) {
         let (a, b) = tokio::io::duplex(1 << 20);
-        let server = WebSocketStream::from_raw_socket(a, Role::Server, Some(ws.tungstenite()));
+        let server = from_upgraded(a, &ws);
         let client = WebSocketStream::from_raw_socket(b, Role::Client, None);
-        let (server, client) = tokio::join!(server, client);
-        (WsStream::new(server, &ws), client)
+        tokio::join!(server, client)
     }
 
     async fn read_exactly(server: &mut WsStream<DuplexStream>, n: usize) -> Vec<u8> {
