@@ -3,12 +3,12 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { startWarren, freePort, root, uniqueName, within } from "../lib/warren.js";
+import { startWarren, freePort, root, uniqueName, within, makeCertificate } from "../lib/warren.js";
 
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const PYTHON = process.env.PIKA_PYTHON || join(root, "tests/python/.venv/bin/python");
@@ -16,7 +16,14 @@ const PIKA_PEER = join(root, "tests/node/lib/pika_peer.py");
 const BUNDLE = join(root, "tests/node/node_modules/@cloudamqp/amqp-client/dist/amqp-websocket-client.mjs");
 const PAGE = join(root, "tests/node/browser/index.html");
 
-let warren, site, sitePort, context, userDataDir, page;
+let warren, site, sitePort, context, userDataDir, page, cert;
+
+/** base64 SHA-256 of the certificate's public key, for --ignore-certificate-errors-spki-list. */
+function spkiHash(certPath) {
+  const pub = execFileSync("openssl", ["x509", "-in", certPath, "-pubkey", "-noout"]);
+  const der = execFileSync("openssl", ["pkey", "-pubin", "-outform", "der"], { input: pub });
+  return execFileSync("openssl", ["dgst", "-sha256", "-binary"], { input: der }).toString("base64");
+}
 
 /** Serves the test page and the client bundle on 127.0.0.1 (and so on localhost too). */
 function serveSite(port) {
@@ -65,7 +72,11 @@ before(async () => {
   sitePort = await freePort();
   site = await serveSite(sitePort);
   // Only the page's own origin may open WebSockets: a real browser sends it.
-  warren = await startWarren({ extraArgs: ["--ws-allowed-origin", `http://127.0.0.1:${sitePort}`] });
+  cert = makeCertificate();
+  warren = await startWarren({
+    tls: cert,
+    extraArgs: ["--ws-allowed-origin", `http://127.0.0.1:${sitePort}`],
+  });
   userDataDir = mkdtempSync(join(tmpdir(), "warren-chromium-"));
   context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
@@ -74,6 +85,8 @@ before(async () => {
     args: [
       "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
       "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync",
+      // Trust exactly the test's self-signed certificate (needs a user-data-dir, as here).
+      `--ignore-certificate-errors-spki-list=${spkiHash(cert.cert)}`,
     ],
   });
   page = await openPage(`http://127.0.0.1:${sitePort}`);
@@ -84,6 +97,7 @@ after(async () => {
   if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
   await new Promise((ok) => (site ? site.close(ok) : ok()));
   await warren?.stop();
+  cert?.remove();
 });
 
 const bodies = [
@@ -124,4 +138,22 @@ test("a page from another origin is refused", { timeout: 60_000 }, async () => {
   assert.match(result, /^refused/);
   assert.equal(await page.evaluate((url) => window.warrenTest.tryConnect(url), warren.wsUrl), "connected");
   await other.close();
+});
+
+test("over wss: the page publishes, pika consumes, and back", { timeout: 60_000 }, async () => {
+  const wssUrl = `wss://localhost:${warren.ports.wss}/ws`;
+  const toPika = uniqueName("wss-page-to-pika");
+  const toPage = uniqueName("pika-to-wss-page");
+  await pika(["declare", toPika]);
+  await pika(["declare", toPage]);
+  await within(20_000, "page publish over wss", page.evaluate(
+    ([url, q, bs]) => window.warrenTest.publish(url, q, bs), [wssUrl, toPika, b64]));
+  const atPika = JSON.parse(await pika(["consume", toPika, String(bodies.length)]));
+  assert.deepEqual(atPika.map((b) => Buffer.from(b, "base64")), bodies);
+  await pika(["publish", toPage], JSON.stringify(b64));
+  const atPage = await within(20_000, "page consume over wss", page.evaluate(
+    ([url, q, n]) => window.warrenTest.consume(url, q, n), [wssUrl, toPage, bodies.length]));
+  assert.deepEqual(atPage.map((b) => Buffer.from(b, "base64")), bodies);
+  await pika(["delete", toPika]);
+  await pika(["delete", toPage]);
 });
