@@ -12,11 +12,12 @@ use tokio::net::TcpListener;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
-use tracing::{debug, info, warn};
+use tracing::debug;
 use warren_core::ConnectionConfig;
 
 use crate::driver::drive;
 use crate::hub::Hub;
+use crate::tcp::accept_loop;
 
 pub use tokio_rustls::server::TlsStream;
 pub use tokio_rustls::TlsAcceptor;
@@ -59,26 +60,15 @@ pub fn acceptor(cert_path: &Path, key_path: &Path) -> io::Result<TlsAcceptor> {
 
 /// Accepts `amqps://` connections forever: TLS handshake, then the AMQP driver.
 pub async fn serve(listener: TcpListener, tls: TlsAcceptor, hub: Hub, config: ConnectionConfig) {
-    if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "AMQPS listener ready");
-    }
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let (tls, hub, config) = (tls.clone(), hub.clone(), config.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => drive(stream, hub, config, peer.to_string()).await,
-                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-            Err(e) => {
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    accept_loop(listener, "AMQPS", move |stream, peer| {
+        let (tls, hub, config) = (tls.clone(), hub.clone(), config.clone());
+        async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(stream)) => drive(stream, hub, config, peer.to_string()).await,
+                Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => debug!(%peer, "TLS handshake timed out"),
             }
         }
-    }
+    })
+    .await
 }

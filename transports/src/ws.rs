@@ -44,11 +44,12 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
-use tracing::{debug, info, warn};
+use tracing::debug;
 use warren_core::ConnectionConfig;
 
 use crate::driver::{drive, Transport};
 use crate::hub::Hub;
+use crate::tcp::accept_loop;
 use crate::tls::TlsAcceptor;
 
 /// The subprotocol name echoed back when a client asks for it.
@@ -119,41 +120,25 @@ pub async fn serve(
     ws: Arc<WsConfig>,
     tls: Option<TlsAcceptor>,
 ) {
-    if let Ok(addr) = listener.local_addr() {
-        let scheme = if tls.is_some() { "wss" } else { "ws" };
-        info!(%addr, scheme, "AMQP over WebSocket listener ready");
-    }
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let (hub, config, ws, tls) = (hub.clone(), config.clone(), ws.clone(), tls.clone());
-                let peer = peer.to_string();
-                tokio::spawn(async move {
-                    match tls {
-                        Some(tls) => {
-                            let deadline = tokio::time::Instant::now() + ws.handshake_timeout;
-                            match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
-                                Ok(Ok(stream)) => {
-                                    serve_connection(stream, hub, config, &ws, peer, deadline).await
-                                }
-                                Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
-                                Err(_) => debug!(%peer, "TLS handshake timed out"),
-                            }
-                        }
-                        None => {
-                            let deadline = tokio::time::Instant::now() + ws.handshake_timeout;
-                            serve_connection(stream, hub, config, &ws, peer, deadline).await
-                        }
+    let what = if tls.is_some() { "wss" } else { "ws" };
+    accept_loop(listener, what, move |stream, peer| {
+        let (hub, config, ws, tls) = (hub.clone(), config.clone(), ws.clone(), tls.clone());
+        let peer = peer.to_string();
+        async move {
+            let deadline = tokio::time::Instant::now() + ws.handshake_timeout;
+            match tls {
+                None => serve_connection(stream, hub, config, &ws, peer, deadline).await,
+                Some(tls) => match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        serve_connection(stream, hub, config, &ws, peer, deadline).await
                     }
-                });
-            }
-            Err(e) => {
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => debug!(%peer, "TLS handshake timed out"),
+                },
             }
         }
-    }
+    })
+    .await
 }
 
 /// Runs the WebSocket handshake on `stream` (finishing by `deadline`), then AMQP over it.
