@@ -374,6 +374,27 @@ export class Broker extends BrokerBase {
     };
   }
 
+  /**
+   * Serves one AMQP connection over a server-side WebSocket (workerd's `WebSocketPair`,
+   * Deno, Bun, or the `ws` package): binary messages in, one binary message per output batch.
+   * The socket must already be accepted/open.
+   */
+  serveWebSocket(socket) {
+    const conn = this.attach({
+      data: (buf) => socket.send(buf),
+      closed: (code) => {
+        try { socket.close(code === 1000 ? 1000 : 1011, code === 1000 ? "" : "broker failed"); } catch { /* gone */ }
+      },
+    });
+    socket.addEventListener("message", (e) => {
+      const d = e.data;
+      conn.send(typeof d === "string" ? new TextEncoder().encode(d)
+        : d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    });
+    socket.addEventListener("close", () => conn.close());
+    socket.addEventListener("error", () => conn.close());
+  }
+
   /** Answers a {@link RemoteBroker}'s requests on a control port (see worker.js). */
   serveControl(port) {
     port.onmessage = (e) => handleControl(this, port, e);

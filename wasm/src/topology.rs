@@ -278,8 +278,9 @@ fn binding_matches(
 
 /// Where a message published to `exchange` with `routing_key` and string `headers` would go:
 /// `{"found", "queues": [names, sorted], "bindings": [{source, destination, destinationType,
-/// routingKey, words?: [[patternWord, matchedWords]]}]}`. Exchange-to-exchange bindings are
-/// followed; each exchange is visited once.
+/// routingKey, words?: [[patternWord, matchedWords]], implicit?}]}`. Exchange-to-exchange
+/// bindings are followed; each exchange is visited once. The default exchange (`""`) reports
+/// its implicit binding to the queue named by the routing key.
 pub fn trace_json(
     broker: &Broker,
     vhost: &str,
@@ -306,6 +307,16 @@ pub fn trace_json(
     let mut visited: BTreeSet<ShortStr> = BTreeSet::new();
     let mut pending: Vec<ShortStr> = alloc::vec![ShortStr::from(exchange)];
     let mut first = true;
+    if exchange.is_empty() {
+        // The default exchange routes to the queue named by the key (an implicit binding).
+        if let Some(q) = broker.queue(vhost, routing_key) {
+            queues.insert(q.id);
+            out.push_str("{\"source\":\"\",");
+            binding_fields(&mut out, broker, Destination::Queue(q.id), routing_key);
+            out.push_str(",\"implicit\":true}");
+        }
+        pending.clear();
+    }
     while let Some(name) = pending.pop() {
         let Some(ex) = find(&name) else { continue };
         if !visited.insert(name) {

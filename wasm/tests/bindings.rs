@@ -414,6 +414,10 @@ fn topic_trace_reports_queues_and_matched_words() {
     assert!(e
         .trace("/", "missing", "x", Vec::new())
         .starts_with("{\"found\":false"));
+    // The default exchange: an implicit binding to the queue named by the key.
+    let direct = e.trace("/", "", "errors", Vec::new());
+    assert!(direct.contains("\"implicit\":true"), "{direct}");
+    assert!(direct.ends_with("\"queues\":[\"errors\"]}"), "{direct}");
 }
 
 #[wasm_bindgen_test]
