@@ -38,3 +38,6 @@ tests/python/run.sh
 
 step "node tests (WebSocket, TLS, browser)"
 tests/node/run.sh
+
+step "wasm package (build, wasm-bindgen-test, Playwright demo)"
+wasm/test.sh
