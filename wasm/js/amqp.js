@@ -200,6 +200,44 @@ function decodeProperties(r) {
   return props;
 }
 
+/** Publishes awaiting their confirm, in sequence order (an array with a moving head). */
+class Confirms {
+  items = []; // { seq, resolve, reject, returned, settled }
+  head = 0;
+  add(entry) { this.items.push(entry); }
+  get(seq) {
+    const first = this.items[this.head];
+    return first ? this.items[this.head + (seq - first.seq)] : undefined;
+  }
+  /** Settles `tag` (and every earlier one when `multiple`), in order. */
+  settle(tag, multiple, ok) {
+    const finish = (p) => {
+      p.settled = true;
+      if (!ok) p.reject(new AmqpError(0, "message nacked by the broker"));
+      else p.resolve({ routed: !p.returned });
+    };
+    if (multiple) {
+      for (let p = this.items[this.head]; p && p.seq <= tag; p = this.items[this.head]) {
+        if (!p.settled) finish(p);
+        this.head++;
+      }
+    } else {
+      const p = this.get(tag);
+      if (p && !p.settled) finish(p);
+      while (this.items[this.head]?.settled) this.head++;
+    }
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+  }
+  rejectAll(err) {
+    for (let i = this.head; i < this.items.length; i++) if (!this.items[i].settled) this.items[i].reject(err);
+    this.items = [];
+    this.head = 0;
+  }
+}
+
 function method(classId, methodId, fill) {
   const w = new Writer();
   w.u16(classId).u16(methodId);
@@ -420,13 +458,9 @@ export class AmqpClient {
   }
 
   #settleConfirms(ch, tag, multiple, ok) {
-    for (const [seq, p] of ch.confirms) {
-      if (seq > tag || (!multiple && seq !== tag)) continue;
-      ch.confirms.delete(seq);
-      if (seq === ch.mandatorySeq) ch.mandatorySeq = 0;
-      if (!ok) p.reject(new AmqpError(0, "message nacked by the broker"));
-      else p.resolve({ routed: !p.returned });
-    }
+    if (!ch.confirms) return;
+    if (ch.mandatorySeq && ch.mandatorySeq <= tag && (multiple || ch.mandatorySeq === tag)) ch.mandatorySeq = 0;
+    ch.confirms.settle(tag, multiple, ok);
   }
 
   #onConnectionMethod(classId, methodId, r) {
@@ -490,7 +524,7 @@ export class AmqpClient {
     if (!ch) return;
     this.#channels.delete(n);
     for (const w of ch.waiters) w.reject(err);
-    for (const p of ch.confirms.values()) p.reject(err);
+    ch.confirms?.rejectAll(err);
     if (ch.consumer?.active) {
       ch.consumer.active = false;
       ch.consumer.onError?.(err);
@@ -522,7 +556,7 @@ export class AmqpClient {
     let n = this.#nextChannel;
     while (this.#channels.has(n)) n = (n % 2047) + 1;
     this.#nextChannel = (n % 2047) + 1;
-    this.#channels.set(n, { waiters: [], confirms: new Map(), content: null, consumer: null, nextSeq: 0 });
+    this.#channels.set(n, { waiters: [], confirms: new Confirms(), content: null, consumer: null, nextSeq: 0 });
     await this.#rpc(n, method(20, 10, (w) => w.shortstr("")), [20011]);
     return n;
   }
@@ -622,7 +656,7 @@ export class AmqpClient {
   #publishNow(n, ch, exchange, routingKey, bytes, props, mandatory) {
     if (this.#closed) return Promise.reject(this.#closed);
     const seq = ch.nextSeq++;
-    const settled = new Promise((resolve, reject) => ch.confirms.set(seq, { resolve, reject, returned: false }));
+    const settled = new Promise((resolve, reject) => ch.confirms.add({ seq, resolve, reject, returned: false, settled: false }));
     if (mandatory) ch.mandatorySeq = seq;
     const frames = [this.#frame(FRAME_METHOD, n, method(60, 40, (w) => w.u16(0).shortstr(exchange).shortstr(routingKey).bits(mandatory, false)))];
     const header = new Writer();

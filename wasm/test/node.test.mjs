@@ -221,3 +221,25 @@ async function handshake(socket, received, heartbeat) {
   socket.send(frame(1, 0, new Uint8Array([0, 10, 0, 40, 1, 47, 0, 0])));
   await wait(10, 41);
 }
+
+test("thousands of confirmed publishes in flight all settle; mandatory ones report routing", async () => {
+  const broker = await Broker.create();
+  try {
+    await broker.declareQueue("many");
+    const started = Date.now();
+    const results = await Promise.all(Array.from({ length: 20_000 }, (_, i) => broker.publish("", "many", `m${i}`)));
+    assert.ok(results.every((r) => r.routed === true));
+    assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+    assert.equal(counts(broker, "many").messages, 20_000);
+    // Mandatory publishes interleaved with plain ones: each return names its own publish.
+    const mixed = await Promise.all([
+      broker.publish("", "many", "a", { mandatory: true }),
+      broker.publish("", "nowhere", "b"),
+      broker.publish("", "nowhere", "c", { mandatory: true }),
+      broker.publish("", "many", "d", { mandatory: true }),
+    ]);
+    assert.deepEqual(mixed.map((r) => r.routed), [true, true, false, true]);
+  } finally {
+    await broker.close();
+  }
+});
