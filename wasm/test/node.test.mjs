@@ -167,10 +167,11 @@ test("heartbeats: the broker sends them and drops a silent peer", async () => {
     const started = Date.now();
     const closed = new Promise((r) => raw.addEventListener("close", r));
     await handshake(raw, received, 1);
-    const ev = await Promise.race([closed, sleep(4000).then(() => null)]);
+    const ev = await Promise.race([closed, sleep(8000).then(() => null)]);
     assert.ok(ev, "the broker closed the silent connection");
     const elapsed = Date.now() - started;
-    assert.ok(elapsed >= 1900 && elapsed < 3500, `closed after ${elapsed} ms (two 1 s intervals)`);
+    // Not before two 1 s intervals of silence; the upper bound only allows for a busy machine.
+    assert.ok(elapsed >= 1900 && elapsed < 6000, `closed after ${elapsed} ms (two 1 s intervals)`);
     assert.ok(received.some((b) => b[0] === 8), "heartbeat frames were sent");
   } finally {
     await broker.close();
