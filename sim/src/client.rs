@@ -1,0 +1,421 @@
+//! A small, strict AMQP 0-9-1 client on the core's codec: it encodes what the program asks
+//! for, decodes every byte the server writes, and checks each thing it decodes against what
+//! the broker (as approved by the oracle) sent it, in order. It keeps the knowledge a client
+//! library would keep (open channels, consumer tags, unacked delivery tags), which the runner
+//! uses to turn abstract operations into sensible (or deliberately wrong) frames.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use warren_core::codec::{
+    decode_frame, encode_content, encode_heartbeat, encode_method_frame, BasicPublish,
+    ChannelCloseOk, ConnectionCloseOk, ContentHeader, FrameKind, Method, ShortStr,
+};
+
+/// Highest channel number a client uses.
+pub const MAX_CHANNELS: u16 = 4;
+
+/// Something the client must receive, in order: a broker event as the connection encodes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expect {
+    pub channel: u16,
+    pub method: Method,
+    /// Raw properties and body, for content-carrying methods.
+    pub content: Option<(Bytes, Bytes)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// No connection.
+    Down,
+    /// Handshake sent (pipelined), connection.open-ok not yet seen.
+    Opening,
+    Open,
+    /// We sent connection.close.
+    Closing,
+    /// The server closed (or we saw close-ok): waiting for the socket to close.
+    Dead,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChState {
+    Closed,
+    Opening,
+    Open,
+    /// We sent channel.close.
+    Closing,
+}
+
+#[derive(Clone, Debug)]
+pub struct Chan {
+    pub state: ChState,
+    /// Every consumer tag seen on this channel and whether it is no-ack.
+    pub tags: Vec<(ShortStr, bool)>,
+    /// Consumers believed active (for cancel).
+    pub active: Vec<ShortStr>,
+    /// Consumes sent and not yet answered: (tag asked for, no_ack).
+    pub pending_consumes: VecDeque<bool>,
+    /// basic.get sent and not yet answered: no_ack.
+    pub pending_gets: VecDeque<bool>,
+    /// Delivery tags believed unacked, ascending.
+    pub unacked: Vec<u64>,
+    pub max_tag: u64,
+    pub confirm: bool,
+    pub tx: bool,
+    /// The server closed this channel while we were closing it (both sides closed at once).
+    pub crossed: bool,
+}
+
+impl Chan {
+    fn new() -> Self {
+        Chan {
+            state: ChState::Closed,
+            tags: Vec::new(),
+            active: Vec::new(),
+            pending_consumes: VecDeque::new(),
+            pending_gets: VecDeque::new(),
+            unacked: Vec::new(),
+            max_tag: 0,
+            confirm: false,
+            tx: false,
+            crossed: false,
+        }
+    }
+
+    fn no_ack_of(&self, tag: &ShortStr) -> Option<bool> {
+        self.tags
+            .iter()
+            .rev()
+            .find(|(t, _)| t == tag)
+            .map(|(_, n)| *n)
+    }
+}
+
+struct Partial {
+    channel: u16,
+    method: Method,
+    header: Option<(u64, Bytes)>,
+    body: Vec<u8>,
+}
+
+pub struct Client {
+    pub phase: Phase,
+    /// Bytes waiting to go to the server.
+    pub out: Vec<u8>,
+    input: BytesMut,
+    pub frame_max: u32,
+    /// Heartbeat interval we asked for, in ms (0 = off).
+    pub heartbeat_ms: u64,
+    pub last_send_ms: u64,
+    /// Not reading, not writing.
+    pub stalled: bool,
+    pub chans: Vec<Chan>,
+    /// Server-named queues we declared.
+    pub server_named: Vec<ShortStr>,
+    partial: Vec<Partial>,
+    pub expected: VecDeque<Expect>,
+    /// A connection.close the server's connection (not the broker) will send, by reply code.
+    pub local_close: Option<u16>,
+    /// Counter for consumer tags (unique for the client's life, so tags are never reused).
+    pub next_ctag: u32,
+    /// Things received (for statistics).
+    pub received: u64,
+    /// Check that everything the broker sent before our connection.close arrives before its
+    /// close-ok (RabbitMQ flushes channels before answering).
+    pub strict_close: bool,
+    got_start: bool,
+}
+
+impl Client {
+    pub fn new() -> Self {
+        Client {
+            phase: Phase::Down,
+            out: Vec::new(),
+            input: BytesMut::new(),
+            frame_max: 131_072,
+            heartbeat_ms: 0,
+            last_send_ms: 0,
+            stalled: false,
+            chans: (0..=MAX_CHANNELS).map(|_| Chan::new()).collect(),
+            server_named: Vec::new(),
+            partial: Vec::new(),
+            expected: VecDeque::new(),
+            local_close: None,
+            next_ctag: 0,
+            received: 0,
+            strict_close: true,
+            got_start: false,
+        }
+    }
+
+    /// Forgets the connection (after EOF or a kill).
+    pub fn reset(&mut self) {
+        let next_ctag = self.next_ctag;
+        let strict = self.strict_close;
+        *self = Client::new();
+        self.next_ctag = next_ctag;
+        self.strict_close = strict;
+    }
+
+    pub fn send(&mut self, channel: u16, m: impl Into<Method>) {
+        encode_method_frame(&mut self.out, channel, &m.into());
+    }
+
+    pub fn send_heartbeat(&mut self) {
+        encode_heartbeat(&mut self.out);
+    }
+
+    pub fn send_publish(&mut self, channel: u16, p: BasicPublish, props: &[u8], body: &[u8]) {
+        self.send(channel, p);
+        encode_content(
+            &mut self.out,
+            channel,
+            BasicPublish::CLASS_ID,
+            props,
+            body,
+            self.frame_max,
+        );
+    }
+
+    pub fn chan(&mut self, ch: u16) -> &mut Chan {
+        &mut self.chans[usize::from(ch)]
+    }
+
+    /// Decodes what the server wrote and checks it. Err: an invariant broke.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if matches!(self.phase, Phase::Down) {
+            return Err("bytes from the server on a connection the client never opened".into());
+        }
+        self.input.extend_from_slice(bytes);
+        loop {
+            let frame = match decode_frame(&mut self.input, 0) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(format!("server sent bytes that do not frame: {e}")),
+            };
+            let ch = frame.channel;
+            match frame.kind {
+                FrameKind::Heartbeat => {
+                    if ch != 0 {
+                        return Err(format!("heartbeat on channel {ch}"));
+                    }
+                }
+                FrameKind::Method(p) => {
+                    if self.partial.iter().any(|x| x.channel == ch) {
+                        return Err(format!("method frame on channel {ch} inside content"));
+                    }
+                    let m = Method::decode(&p).map_err(|e| format!("undecodable method: {e}"))?;
+                    if m.has_content() {
+                        self.partial.push(Partial {
+                            channel: ch,
+                            method: m,
+                            header: None,
+                            body: Vec::new(),
+                        });
+                    } else {
+                        self.on_item(ch, m, None)?;
+                    }
+                }
+                FrameKind::Header(p) => {
+                    let Some(i) = self.partial.iter().position(|x| x.channel == ch) else {
+                        return Err(format!("content header without a method on channel {ch}"));
+                    };
+                    if self.partial[i].header.is_some() {
+                        return Err("second content header".into());
+                    }
+                    let h = ContentHeader::decode(p)
+                        .map_err(|e| format!("content header does not decode: {e}"))?;
+                    if h.class_id != BasicPublish::CLASS_ID {
+                        return Err(format!("content header of class {}", h.class_id));
+                    }
+                    self.partial[i].header = Some((h.body_size, h.properties.clone()));
+                    if h.body_size == 0 {
+                        self.complete(i)?;
+                    }
+                }
+                FrameKind::Body(p) => {
+                    let Some(i) = self.partial.iter().position(|x| x.channel == ch) else {
+                        return Err(format!("body frame without a method on channel {ch}"));
+                    };
+                    let Some((size, _)) = self.partial[i].header else {
+                        return Err("body frame before the content header".into());
+                    };
+                    if p.is_empty() {
+                        return Err("empty body frame".into());
+                    }
+                    self.partial[i].body.extend_from_slice(&p);
+                    if self.partial[i].body.len() as u64 > size {
+                        return Err("body longer than its header said".into());
+                    }
+                    if self.partial[i].body.len() as u64 == size {
+                        self.complete(i)?;
+                    }
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, i: usize) -> Result<(), String> {
+        let p = self.partial.swap_remove(i);
+        let (_, props) = p.header.expect("checked");
+        self.on_item(p.channel, p.method, Some((props, Bytes::from(p.body))))
+    }
+
+    /// One decoded method (with its content): check it, then learn from it.
+    fn on_item(
+        &mut self,
+        ch: u16,
+        m: Method,
+        content: Option<(Bytes, Bytes)>,
+    ) -> Result<(), String> {
+        self.received += 1;
+        if self.phase == Phase::Dead {
+            // After connection.close (either way) only the socket's end is left.
+            return Ok(());
+        }
+        if usize::from(ch) >= self.chans.len() {
+            return Err(format!("{} on channel {ch}, which we never use", m.name()));
+        }
+        // Frames the server's connection writes on its own, not for a broker event.
+        let own = match &m {
+            Method::ConnectionStart(_) => !std::mem::replace(&mut self.got_start, true),
+            Method::ConnectionCloseOk(_) => self.phase == Phase::Closing,
+            Method::ChannelCloseOk(_) => {
+                let c = &self.chans[usize::from(ch)];
+                c.state == ChState::Closing && c.crossed
+            }
+            Method::ConnectionClose(close) => {
+                self.local_close == Some(close.reply_code)
+                    && self.expected.front().is_none_or(|e| e.method != m)
+            }
+            _ => false,
+        };
+        if !own {
+            let Some(exp) = self.expected.pop_front() else {
+                return Err(format!(
+                    "received {} on channel {ch} that the broker never sent: {m:?}",
+                    m.name()
+                ));
+            };
+            let matches = exp.channel == ch
+                && match (&exp.method, &m) {
+                    // The tune values are the connection's configuration, not the broker's.
+                    (Method::ConnectionTune(_), Method::ConnectionTune(_)) => true,
+                    (a, b) => a == b,
+                }
+                && exp.content == content;
+            if !matches {
+                return Err(format!(
+                    "received {} on channel {ch} but the broker sent {} on channel {}: got {m:?} {:?}, expected {:?} {:?}",
+                    m.name(),
+                    exp.method.name(),
+                    exp.channel,
+                    content.as_ref().map(|c| c.1.len()),
+                    exp.method,
+                    exp.content.as_ref().map(|c| c.1.len())
+                ));
+            }
+        }
+        self.learn(ch, m)
+    }
+
+    /// Updates what the client knows, and answers what a client library answers.
+    fn learn(&mut self, ch: u16, m: Method) -> Result<(), String> {
+        let c = &mut self.chans[usize::from(ch)];
+        match m {
+            Method::ConnectionOpenOk(_) => {
+                if self.phase == Phase::Opening {
+                    self.phase = Phase::Open;
+                }
+            }
+            Method::ConnectionClose(_) => {
+                self.send(0, ConnectionCloseOk);
+                self.phase = Phase::Dead;
+                self.expected.clear();
+            }
+            Method::ConnectionCloseOk(_) => {
+                if self.strict_close && !self.expected.is_empty() {
+                    return Err(format!(
+                        "connection.close-ok arrived before {} thing(s) the broker sent earlier, first {:?}",
+                        self.expected.len(),
+                        self.expected.front().map(|e| e.method.name())
+                    ));
+                }
+                self.phase = Phase::Dead;
+                self.expected.clear();
+            }
+            Method::ChannelOpenOk(_) => {
+                if c.state == ChState::Opening {
+                    c.state = ChState::Open;
+                }
+            }
+            Method::ChannelClose(_) => {
+                if c.state == ChState::Closing {
+                    // Both sides closed at once: the server answers our close; we do not
+                    // answer its close.
+                    c.crossed = true;
+                } else {
+                    *c = Chan::new();
+                    self.send(ch, ChannelCloseOk);
+                }
+            }
+            Method::ChannelCloseOk(_) => {
+                *c = Chan::new();
+            }
+            Method::QueueDeclareOk(ok) => {
+                if ok.queue.starts_with("amq.gen-") && !self.server_named.contains(&ok.queue) {
+                    if self.server_named.len() >= 4 {
+                        self.server_named.remove(0);
+                    }
+                    self.server_named.push(ok.queue);
+                }
+            }
+            Method::BasicConsumeOk(ok) => {
+                let no_ack = c.pending_consumes.pop_front().unwrap_or(false);
+                c.tags.push((ok.consumer_tag.clone(), no_ack));
+                c.active.push(ok.consumer_tag);
+            }
+            Method::BasicCancelOk(ok) => c.active.retain(|t| *t != ok.consumer_tag),
+            Method::BasicCancel(cancel) => c.active.retain(|t| *t != cancel.consumer_tag),
+            Method::BasicDeliver(d) => {
+                if c.state == ChState::Open && c.no_ack_of(&d.consumer_tag) == Some(false) {
+                    c.unacked.push(d.delivery_tag);
+                }
+                c.max_tag = c.max_tag.max(d.delivery_tag);
+            }
+            Method::BasicGetOk(g) => {
+                let no_ack = c.pending_gets.pop_front().unwrap_or(true);
+                if c.state == ChState::Open && !no_ack {
+                    c.unacked.push(g.delivery_tag);
+                }
+                c.max_tag = c.max_tag.max(g.delivery_tag);
+            }
+            Method::BasicGetEmpty(_) => {
+                c.pending_gets.pop_front();
+            }
+            Method::BasicRecoverOk(_) => c.unacked.clear(),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The server closed the socket (after we read everything it wrote).
+    pub fn on_eof(&mut self) -> Result<(), String> {
+        if !self.partial.is_empty() {
+            return Err("the socket closed in the middle of a message".into());
+        }
+        if !self.input.is_empty() {
+            return Err(format!(
+                "the socket closed after {} bytes that are not a whole frame",
+                self.input.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}

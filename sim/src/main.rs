@@ -1,0 +1,268 @@
+//! `warren-sim`: run, replay, shrink and soak simulated broker runs. See the crate docs.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use warren_sim::{run_seed, shrink, Stats, Workarounds};
+
+const USAGE: &str = "usage:
+  warren-sim run    [--seeds N] [--first S] [--steps N] [--strict]
+  warren-sim replay --seed S [--steps N] [--ops I,J,..] [--strict] [--verbose]
+  warren-sim shrink --seed S [--steps N] [--strict]
+  warren-sim soak   --seconds T [--steps N] [--first S] [--out FILE] [--strict]
+
+--strict turns off the workarounds for known core bugs (see sim/regressions.txt).";
+
+struct Args {
+    cmd: String,
+    seeds: u64,
+    first: u64,
+    seed: Option<u64>,
+    steps: usize,
+    ops: Option<Vec<usize>>,
+    seconds: u64,
+    out: Option<String>,
+    strict: bool,
+    verbose: bool,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let cmd = it.next().ok_or(USAGE)?;
+    let mut a = Args {
+        cmd,
+        seeds: 100,
+        first: 1,
+        seed: None,
+        steps: 5_000,
+        ops: None,
+        seconds: 60,
+        out: None,
+        strict: false,
+        verbose: false,
+    };
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
+        let num = |s: String| s.parse::<u64>().map_err(|e| format!("{s}: {e}"));
+        match flag.as_str() {
+            "--seeds" => a.seeds = num(val()?)?,
+            "--first" => a.first = num(val()?)?,
+            "--seed" => a.seed = Some(num(val()?)?),
+            "--steps" => a.steps = num(val()?)? as usize,
+            "--seconds" => a.seconds = num(val()?)?,
+            "--out" => a.out = Some(val()?),
+            "--ops" => {
+                a.ops = Some(
+                    val()?
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.parse::<usize>().map_err(|e| format!("{s}: {e}")))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            "--strict" => a.strict = true,
+            "--verbose" => a.verbose = true,
+            _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
+        }
+    }
+    Ok(a)
+}
+
+fn workarounds(strict: bool) -> Workarounds {
+    if strict {
+        Workarounds::default()
+    } else {
+        Workarounds::all()
+    }
+}
+
+fn replay_line(seed: u64, steps: usize, ops: Option<&[usize]>, strict: bool) -> String {
+    let mut s =
+        format!("cargo run -p warren-sim --release -- replay --seed {seed} --steps {steps}");
+    if let Some(ops) = ops {
+        let list: Vec<String> = ops.iter().map(|i| i.to_string()).collect();
+        s.push_str(&format!(" --ops {}", list.join(",")));
+    }
+    if strict {
+        s.push_str(" --strict");
+    }
+    s
+}
+
+fn report_failure(seed: u64, steps: usize, strict: bool, f: &warren_sim::Failure) {
+    eprintln!("FAILED seed {seed} at step {}: {}", f.step, f.invariant);
+    eprintln!("  replay: {}", replay_line(seed, steps, None, strict));
+    eprintln!(
+        "  shrink: cargo run -p warren-sim --release -- shrink --seed {seed} --steps {steps}{}",
+        if strict { " --strict" } else { "" }
+    );
+}
+
+fn rate(stats: &Stats, t: Duration) -> String {
+    let s = t.as_secs_f64().max(1e-9);
+    format!(
+        "{} steps, {} core ops ({} commands, {} events), {} deliveries, {} confirms, {} errors, {} connections, {:.1} MB in {:.2}s: {:.0} steps/s, {:.2}M core ops/s",
+        stats.steps,
+        stats.core_ops,
+        stats.commands,
+        stats.events,
+        stats.delivered,
+        stats.confirmed,
+        stats.errors,
+        stats.connections,
+        stats.bytes as f64 / 1e6,
+        s,
+        stats.steps as f64 / s,
+        stats.core_ops as f64 / s / 1e6
+    )
+}
+
+fn main() {
+    let a = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let w = workarounds(a.strict);
+    // Panics are reported as failures with their seed; keep the default hook quiet.
+    std::panic::set_hook(Box::new(|_| {}));
+    match a.cmd.as_str() {
+        "run" => {
+            let start = Instant::now();
+            let mut total = Stats::default();
+            let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+            let mut failed = 0;
+            for seed in a.first..a.first + a.seeds {
+                let out = run_seed(seed, a.steps, None, w);
+                total.add(&out.stats);
+                hash = (hash ^ out.trace).wrapping_mul(0x0100_0000_01b3);
+                if let Some(f) = &out.failure {
+                    failed += 1;
+                    report_failure(seed, a.steps, a.strict, f);
+                }
+            }
+            println!(
+                "seeds {}..{} x {} steps: {}",
+                a.first,
+                a.first + a.seeds,
+                a.steps,
+                rate(&total, start.elapsed())
+            );
+            println!("trace hash {hash:016x}");
+            println!("simulator: {} passed, {} failed", a.seeds - failed, failed);
+            if failed > 0 {
+                std::process::exit(1);
+            }
+        }
+        "replay" => {
+            let Some(seed) = a.seed else {
+                eprintln!("replay needs --seed\n{USAGE}");
+                std::process::exit(2);
+            };
+            let start = Instant::now();
+            let out = run_seed(seed, a.steps, a.ops.as_deref(), w);
+            if a.verbose {
+                let prog = warren_sim::program(seed, a.steps);
+                let idx: Vec<usize> = match &a.ops {
+                    Some(o) => o.clone(),
+                    None => (0..prog.len()).collect(),
+                };
+                let upto = out.failure.as_ref().map_or(usize::MAX, |f| f.step);
+                for i in idx.into_iter().filter(|&i| i <= upto && i < prog.len()) {
+                    println!("{i:6} {:?}", prog[i]);
+                }
+            }
+            println!("seed {seed}: {}", rate(&out.stats, start.elapsed()));
+            println!("trace hash {:016x}", out.trace);
+            if let Some(f) = &out.failure {
+                report_failure(seed, a.steps, a.strict, f);
+                std::process::exit(1);
+            }
+            println!("ok");
+        }
+        "shrink" => {
+            let Some(seed) = a.seed else {
+                eprintln!("shrink needs --seed\n{USAGE}");
+                std::process::exit(2);
+            };
+            let res = shrink(seed, a.steps, w, |n| {
+                eprint!("\r{n} operations left   ");
+                let _ = std::io::stderr().flush();
+            });
+            eprintln!();
+            match res {
+                None => println!("seed {seed} does not fail in {} steps", a.steps),
+                Some((keep, f)) => {
+                    let prog = warren_sim::program(seed, a.steps);
+                    println!(
+                        "seed {seed} shrinks to {} operations; fails at step {}: {}",
+                        keep.len(),
+                        f.step,
+                        f.invariant
+                    );
+                    for &i in &keep {
+                        println!("{i:6} {:?}", prog[i]);
+                    }
+                    println!(
+                        "replay: {}",
+                        replay_line(seed, a.steps, Some(&keep), a.strict)
+                    );
+                }
+            }
+        }
+        "soak" => {
+            let start = Instant::now();
+            let deadline = start + Duration::from_secs(a.seconds);
+            let mut total = Stats::default();
+            let mut seed = a.first;
+            let mut seeds = 0u64;
+            let mut failed = Vec::new();
+            let mut last_report = Instant::now();
+            while Instant::now() < deadline {
+                let out = run_seed(seed, a.steps, None, w);
+                total.add(&out.stats);
+                seeds += 1;
+                if let Some(f) = &out.failure {
+                    report_failure(seed, a.steps, a.strict, f);
+                    let line = format!("{seed} {} step {}: {}", a.steps, f.step, f.invariant);
+                    if let Some(path) = &a.out {
+                        if let Ok(mut file) = std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(path)
+                        {
+                            let _ = writeln!(file, "{line}");
+                        }
+                    }
+                    failed.push(line);
+                }
+                if last_report.elapsed() > Duration::from_secs(60) {
+                    last_report = Instant::now();
+                    eprintln!(
+                        "soak: {seeds} seeds ({} failed), {}",
+                        failed.len(),
+                        rate(&total, start.elapsed())
+                    );
+                }
+                seed += 1;
+            }
+            println!(
+                "soak: seeds {}..{} ({seeds} seeds x {} steps), {} failed; {}",
+                a.first,
+                seed,
+                a.steps,
+                failed.len(),
+                rate(&total, start.elapsed())
+            );
+            if !failed.is_empty() {
+                std::process::exit(1);
+            }
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}

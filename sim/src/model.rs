@@ -1,0 +1,2042 @@
+//! The oracle: a small reference model of RabbitMQ 3.x's AMQP semantics, run beside the
+//! broker and fed exactly the commands the broker is fed.
+//!
+//! For each command the model applies the operation to its own state and writes down what
+//! the broker must answer (replies, errors with their codes and texts, returns, cancel
+//! notifications). Then every event the broker emits is checked: replies against that list,
+//! in order per connection; deliveries against the dispatch rules (the consumer exists and
+//! has room under its prefetch, the message is the head of its queue, the delivery tag is the
+//! channel's next, `redelivered` is right); publisher confirms against the publishes still
+//! unconfirmed. After the command the model checks that nothing deliverable was left waiting
+//! and that the broker's queues hold exactly the messages the model's do.
+//!
+//! Where RabbitMQ may legitimately choose (which consumer gets a message, server-generated
+//! names, coalesced confirms), the model accepts any valid choice and learns it.
+//!
+//! Message identity: every body starts with an 8-byte id the simulator assigns, so each copy
+//! of a message in each queue is tracked from publish to ack, return or death.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use warren_core::broker::{Broker, ConnId, Event};
+use warren_core::codec::{
+    peek_headers, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicDeliver, BasicGetEmpty,
+    BasicGetOk, BasicQosOk, BasicRecoverOk, BasicReturn, ChannelClose, ChannelCloseOk,
+    ChannelFlowOk, ChannelOpenOk, ConfirmSelectOk, ConnectionClose, ConnectionOpenOk,
+    ConnectionTune, ExchangeBindOk, ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk,
+    FieldTable, FieldValue, Method, QueueBindOk, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk,
+    QueueUnbindOk, ShortStr, TxCommitOk, TxRollbackOk, TxSelectOk,
+};
+use warren_core::Command;
+
+use crate::client::Expect;
+
+pub type MsgId = u64;
+type Qid = u32;
+
+/// Which RabbitMQ behaviours the model insists on where Warren is known to differ (see
+/// `sim/regressions.txt`). Off = the model accepts Warren's current behaviour.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Strictness {
+    /// RabbitMQ returns an unroutable mandatory publish made inside a transaction at commit
+    /// (and never, if rolled back); Warren returns it at publish time.
+    pub tx_return_at_commit: bool,
+    /// RabbitMQ refuses a reused consumer tag (530) before it looks at the queue; Warren
+    /// looks at the queue first (404/405 for a missing or locked one).
+    pub consumer_tag_first: bool,
+}
+
+#[derive(Clone, Debug)]
+struct MsgInfo {
+    exchange: ShortStr,
+    rk: ShortStr,
+    props: Bytes,
+    body: Bytes,
+}
+
+/// One copy of a message in one queue.
+#[derive(Clone, Copy, Debug)]
+struct Inst {
+    msg: MsgId,
+    /// Place in the queue's publish order: a requeued copy goes back here.
+    seq: u64,
+    redelivered: bool,
+}
+
+#[derive(Debug)]
+struct MQueue {
+    name: ShortStr,
+    durable: bool,
+    auto_delete: bool,
+    exclusive_owner: Option<ConnId>,
+    lazy: bool,
+    /// Ready copies, ascending by `seq`.
+    ready: VecDeque<Inst>,
+    next_seq: u64,
+    /// (conn, channel, tag) in the order they started consuming.
+    consumers: Vec<(ConnId, u16, ShortStr)>,
+    has_exclusive_consumer: bool,
+}
+
+impl MQueue {
+    fn insert_by_seq(&mut self, inst: Inst) {
+        let at = self.ready.partition_point(|x| x.seq < inst.seq);
+        self.ready.insert(at, inst);
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Dest {
+    Q(Qid),
+    X(ShortStr),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct MBinding {
+    dest: Dest,
+    key: ShortStr,
+    args: FieldTable,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Direct,
+    Fanout,
+    Topic,
+    Headers,
+}
+
+impl Kind {
+    fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "direct" => Kind::Direct,
+            "fanout" => Kind::Fanout,
+            "topic" => Kind::Topic,
+            "headers" => Kind::Headers,
+            _ => return None,
+        })
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Fanout => "fanout",
+            Kind::Topic => "topic",
+            Kind::Headers => "headers",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MExchange {
+    kind: Kind,
+    durable: bool,
+    auto_delete: bool,
+    internal: bool,
+    bindings: Vec<MBinding>,
+}
+
+#[derive(Clone, Debug)]
+struct Unacked {
+    tag: u64,
+    queue: Qid,
+    inst: Inst,
+    consumer: Option<ShortStr>,
+}
+
+#[derive(Debug)]
+enum TxOp {
+    Publish {
+        queues: Vec<Qid>,
+        msg: MsgId,
+        /// Unroutable and mandatory: returned at commit (RabbitMQ).
+        returned: bool,
+    },
+    Ack(Unacked),
+    Nack(Unacked, bool),
+}
+
+#[derive(Debug)]
+struct MConsumer {
+    queue: Qid,
+    no_ack: bool,
+    prefetch: u16,
+    unacked: u32,
+    /// consume-ok has gone out (deliveries may follow).
+    announced: bool,
+}
+
+#[derive(Debug, Default)]
+struct Confirms {
+    next_seq: u64,
+    pending: BTreeSet<u64>,
+    /// Unroutable mandatory publishes whose basic.return has not gone out yet: their confirm
+    /// must not come first.
+    awaiting_return: BTreeSet<u64>,
+}
+
+#[derive(Debug)]
+struct MChannel {
+    next_tag: u64,
+    /// Ascending by tag.
+    unacked: Vec<Unacked>,
+    consumers: BTreeMap<ShortStr, MConsumer>,
+    consumer_prefetch: u16,
+    global_prefetch: u16,
+    /// Consumer deliveries not yet settled (held tx acks included).
+    consumer_unacked: u32,
+    confirm: Option<Confirms>,
+    tx: Option<Vec<TxOp>>,
+    last_queue: Option<ShortStr>,
+}
+
+impl MChannel {
+    fn new() -> Self {
+        MChannel {
+            next_tag: 1,
+            unacked: Vec::new(),
+            consumers: BTreeMap::new(),
+            consumer_prefetch: 0,
+            global_prefetch: 0,
+            consumer_unacked: 0,
+            confirm: None,
+            tx: None,
+            last_queue: None,
+        }
+    }
+
+    fn has_room(&self, tag: &ShortStr) -> bool {
+        let Some(c) = self.consumers.get(tag) else {
+            return false;
+        };
+        if c.no_ack {
+            return true;
+        }
+        if c.prefetch != 0 && c.unacked >= u32::from(c.prefetch) {
+            return false;
+        }
+        self.global_prefetch == 0 || self.consumer_unacked < u32::from(self.global_prefetch)
+    }
+
+    /// Credit a delivery holds stops counting.
+    fn forget(&mut self, u: &Unacked) {
+        if let Some(tag) = &u.consumer {
+            if let Some(c) = self.consumers.get_mut(tag) {
+                c.unacked = c.unacked.saturating_sub(1);
+            }
+            self.consumer_unacked = self.consumer_unacked.saturating_sub(1);
+        }
+    }
+
+    fn hold(&mut self, u: &Unacked) {
+        if let Some(tag) = &u.consumer {
+            if let Some(c) = self.consumers.get_mut(tag) {
+                c.unacked += 1;
+            }
+            self.consumer_unacked += 1;
+        }
+    }
+
+    /// The deliveries an ack/nack names; None if a named tag is unknown.
+    fn take(&mut self, tag: u64, multiple: bool) -> Option<Vec<Unacked>> {
+        let taken: Vec<Unacked> = if multiple {
+            if tag != 0 && !self.unacked.iter().any(|u| u.tag == tag) {
+                return None;
+            }
+            let n = if tag == 0 {
+                self.unacked.len()
+            } else {
+                self.unacked.partition_point(|u| u.tag <= tag)
+            };
+            self.unacked.drain(..n).collect()
+        } else {
+            let i = self.unacked.iter().position(|u| u.tag == tag)?;
+            vec![self.unacked.remove(i)]
+        };
+        for u in &taken {
+            self.forget(u);
+        }
+        Some(taken)
+    }
+}
+
+#[derive(Debug)]
+struct MConn {
+    open: bool,
+    notify: bool,
+    channels: BTreeMap<u16, MChannel>,
+    exclusive: Vec<Qid>,
+}
+
+/// What the broker must emit for the command being handled.
+#[derive(Debug)]
+enum Exp {
+    Method(u16, Method),
+    /// basic.get-ok or basic.return carrying this message.
+    Content(u16, Method, MsgId),
+    /// queue.declare-ok for a server-named queue: the name is the broker's choice.
+    DeclareOkNamed(u16, Qid),
+    /// basic.consume-ok with a server-generated tag, registered under a placeholder.
+    ConsumeOkNamed(u16, ShortStr),
+    ChannelError(u16, u16, String, u16, u16),
+    ConnectionError(u16, String, u16, u16),
+    LoginOk,
+    OpenOk,
+}
+
+/// An error the model predicts.
+struct Fault {
+    conn: bool,
+    code: u16,
+    text: String,
+    class_id: u16,
+    method_id: u16,
+}
+
+fn code_name(code: u16) -> &'static str {
+    match code {
+        403 => "ACCESS_REFUSED",
+        404 => "NOT_FOUND",
+        405 => "RESOURCE_LOCKED",
+        406 => "PRECONDITION_FAILED",
+        503 => "COMMAND_INVALID",
+        504 => "CHANNEL_ERROR",
+        530 => "NOT_ALLOWED",
+        540 => "NOT_IMPLEMENTED",
+        _ => "UNKNOWN",
+    }
+}
+
+fn ch_err(code: u16, text: impl std::fmt::Display) -> Fault {
+    Fault {
+        conn: false,
+        code,
+        text: format!("{} - {text}", code_name(code)),
+        class_id: 0,
+        method_id: 0,
+    }
+}
+
+fn conn_err(code: u16, text: impl std::fmt::Display) -> Fault {
+    Fault {
+        conn: true,
+        ..ch_err(code, text)
+    }
+}
+
+fn no_queue(name: &str) -> Fault {
+    ch_err(404, format_args!("no queue '{name}' in vhost '/'"))
+}
+
+fn no_exchange(name: &str) -> Fault {
+    ch_err(404, format_args!("no exchange '{name}' in vhost '/'"))
+}
+
+fn locked(name: &str) -> Fault {
+    ch_err(
+        405,
+        format_args!(
+            "cannot obtain exclusive access to locked queue '{name}' in vhost '/'. \
+             It could be originally declared on another connection or the exclusive property \
+             value does not match that of the original declaration."
+        ),
+    )
+}
+
+fn default_refused() -> Fault {
+    ch_err(403, "operation not permitted on the default exchange")
+}
+
+fn inequivalent(what: &str, arg: &str, name: &str, got: bool, have: bool) -> Fault {
+    ch_err(
+        406,
+        format_args!(
+            "inequivalent arg '{arg}' for {what} '{name}' in vhost '/': received '{got}' but current is '{have}'"
+        ),
+    )
+}
+
+/// RabbitMQ's topic matching: words split on '.', `*` one word, `#` zero or more; the empty
+/// key has no words.
+pub fn topic_matches(pattern: &str, key: &str) -> bool {
+    fn words(s: &str) -> Vec<&str> {
+        if s.is_empty() {
+            Vec::new()
+        } else {
+            s.split('.').collect()
+        }
+    }
+    fn go(p: &[&str], w: &[&str]) -> bool {
+        match p.split_first() {
+            None => w.is_empty(),
+            Some((&"#", rest)) => (0..=w.len()).any(|i| go(rest, &w[i..])),
+            Some((&"*", rest)) => !w.is_empty() && go(rest, &w[1..]),
+            Some((x, rest)) => w.first() == Some(x) && go(rest, &w[1..]),
+        }
+    }
+    go(&words(pattern), &words(key))
+}
+
+/// RabbitMQ's headers matching (x-match all/any; `x-` keys ignored; void = presence).
+pub fn headers_matches(args: &FieldTable, headers: Option<&FieldTable>) -> bool {
+    let any = matches!(args.get("x-match"), Some(FieldValue::LongStr(s)) if s.as_bytes() == b"any");
+    let mut checked = 0;
+    let mut matched = 0;
+    for (k, want) in args.iter() {
+        if k.starts_with("x-") {
+            continue;
+        }
+        checked += 1;
+        let ok = match headers.and_then(|h| h.get(k)) {
+            None => false,
+            Some(have) => matches!(want, FieldValue::Void) || have == want,
+        };
+        matched += usize::from(ok);
+    }
+    if any {
+        matched > 0
+    } else {
+        matched == checked
+    }
+}
+
+/// Body prefix carrying the message id.
+pub fn msg_id(body: &[u8]) -> Option<MsgId> {
+    Some(u64::from_be_bytes(body.get(..8)?.try_into().ok()?))
+}
+
+pub struct Model {
+    pub strict: Strictness,
+    msgs: BTreeMap<MsgId, MsgInfo>,
+    queues: BTreeMap<Qid, MQueue>,
+    names: BTreeMap<ShortStr, Qid>,
+    next_qid: Qid,
+    exchanges: BTreeMap<ShortStr, MExchange>,
+    conns: BTreeMap<ConnId, MConn>,
+    /// Expectations of the command being handled: (conn, what, matched).
+    exp: Vec<(ConnId, Exp, bool)>,
+    /// Placeholder names for server-generated consumer tags.
+    placeholder: u64,
+    /// Counters, for the report.
+    pub delivered: u64,
+    pub confirmed: u64,
+    pub errors: u64,
+}
+
+impl Model {
+    pub fn new(strict: Strictness) -> Self {
+        let mut m = Model {
+            strict,
+            msgs: BTreeMap::new(),
+            queues: BTreeMap::new(),
+            names: BTreeMap::new(),
+            next_qid: 1,
+            exchanges: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            exp: Vec::new(),
+            placeholder: 0,
+            delivered: 0,
+            confirmed: 0,
+            errors: 0,
+        };
+        for (name, kind) in [
+            ("", Kind::Direct),
+            ("amq.direct", Kind::Direct),
+            ("amq.fanout", Kind::Fanout),
+            ("amq.topic", Kind::Topic),
+            ("amq.headers", Kind::Headers),
+            ("amq.match", Kind::Headers),
+        ] {
+            m.exchanges.insert(
+                ShortStr::from(name),
+                MExchange {
+                    kind,
+                    durable: true,
+                    auto_delete: false,
+                    internal: false,
+                    bindings: Vec::new(),
+                },
+            );
+        }
+        m
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Commands
+    // -----------------------------------------------------------------------------------------
+
+    /// The broker is about to handle `cmd` from `conn`: apply it, noting what must come out.
+    pub fn on_command(&mut self, conn: ConnId, cmd: &Command) {
+        self.exp.clear();
+        match cmd {
+            Command::Login { capabilities, .. } => {
+                self.conns.insert(
+                    conn,
+                    MConn {
+                        open: false,
+                        notify: capabilities.consumer_cancel_notify,
+                        channels: BTreeMap::new(),
+                        exclusive: Vec::new(),
+                    },
+                );
+                self.expect(conn, Exp::LoginOk);
+            }
+            Command::Open { .. } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.open = true;
+                    self.expect(conn, Exp::OpenOk);
+                }
+            }
+            Command::Method { channel, method } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                if !c.open {
+                    return;
+                }
+                if let Method::ChannelOpen(_) = method {
+                    c.channels.insert(*channel, MChannel::new());
+                    self.expect(conn, Exp::Method(*channel, ChannelOpenOk::default().into()));
+                    return;
+                }
+                if !c.channels.contains_key(channel) {
+                    return;
+                }
+                if let Err(f) = self.method(conn, *channel, method) {
+                    let (class_id, method_id) = if f.class_id == 0 && f.method_id == 0 {
+                        (method.class_id(), method.method_id())
+                    } else {
+                        (f.class_id, f.method_id)
+                    };
+                    self.raise(conn, *channel, f, class_id, method_id);
+                }
+            }
+            Command::Publish {
+                channel,
+                flags,
+                message,
+            } => {
+                if let Err(f) = self.publish(
+                    conn,
+                    *channel,
+                    flags.mandatory,
+                    flags.immediate,
+                    message.exchange(),
+                    message.routing_key(),
+                    message.properties(),
+                    message.body(),
+                ) {
+                    self.raise(conn, *channel, f, 60, 40);
+                }
+            }
+            Command::ChannelGone { channel } => self.close_channel(conn, *channel),
+            Command::Close => self.close_connection(conn),
+        }
+    }
+
+    fn expect(&mut self, conn: ConnId, e: Exp) {
+        self.exp.push((conn, e, false));
+    }
+
+    fn reply(&mut self, conn: ConnId, channel: u16, m: impl Into<Method>) {
+        self.expect(conn, Exp::Method(channel, m.into()));
+    }
+
+    fn raise(&mut self, conn: ConnId, channel: u16, f: Fault, class_id: u16, method_id: u16) {
+        self.errors += 1;
+        if f.conn {
+            self.close_connection(conn);
+            self.expect(
+                conn,
+                Exp::ConnectionError(f.code, f.text, class_id, method_id),
+            );
+        } else {
+            self.close_channel(conn, channel);
+            self.expect(
+                conn,
+                Exp::ChannelError(channel, f.code, f.text, class_id, method_id),
+            );
+        }
+    }
+
+    fn chan(&mut self, conn: ConnId, channel: u16) -> &mut MChannel {
+        self.conns
+            .get_mut(&conn)
+            .and_then(|c| c.channels.get_mut(&channel))
+            .expect("channel checked open")
+    }
+
+    /// An empty queue name means the channel's last declared queue.
+    fn resolve(&mut self, conn: ConnId, channel: u16, name: &ShortStr) -> Result<ShortStr, Fault> {
+        if !name.is_empty() {
+            return Ok(name.clone());
+        }
+        self.chan(conn, channel)
+            .last_queue
+            .clone()
+            .ok_or_else(|| ch_err(404, "no previously declared queue"))
+    }
+
+    /// A queue this connection may use.
+    fn usable(&self, conn: ConnId, name: &str) -> Result<Qid, Fault> {
+        let id = *self.names.get(name).ok_or_else(|| no_queue(name))?;
+        match self.queues[&id].exclusive_owner {
+            Some(owner) if owner != conn => Err(locked(name)),
+            _ => Ok(id),
+        }
+    }
+
+    fn method(&mut self, conn: ConnId, ch: u16, method: &Method) -> Result<(), Fault> {
+        match method {
+            Method::ChannelClose(_) => {
+                self.close_channel(conn, ch);
+                self.reply(conn, ch, ChannelCloseOk);
+            }
+            Method::ChannelFlow(f) => {
+                if !f.active {
+                    return Err(conn_err(540, "active=false"));
+                }
+                self.reply(conn, ch, ChannelFlowOk { active: true });
+            }
+            Method::ExchangeDeclare(m) => {
+                let name = &m.exchange;
+                if name.is_empty() {
+                    return Err(default_refused());
+                }
+                if m.passive {
+                    if !self.exchanges.contains_key(name) {
+                        return Err(no_exchange(name));
+                    }
+                } else {
+                    let Some(kind) = Kind::parse(&m.kind) else {
+                        return Err(conn_err(
+                            503,
+                            format_args!("unknown exchange type '{}'", m.kind),
+                        ));
+                    };
+                    match self.exchanges.get(name) {
+                        None if name.starts_with("amq.") => {
+                            return Err(ch_err(
+                                403,
+                                format_args!(
+                                    "exchange name '{name}' contains reserved prefix 'amq.*'"
+                                ),
+                            ))
+                        }
+                        None => {
+                            self.exchanges.insert(
+                                name.clone(),
+                                MExchange {
+                                    kind,
+                                    durable: m.durable,
+                                    auto_delete: m.auto_delete,
+                                    internal: m.internal,
+                                    bindings: Vec::new(),
+                                },
+                            );
+                        }
+                        Some(x) => {
+                            if x.kind != kind {
+                                return Err(ch_err(406, format_args!(
+                                    "inequivalent arg 'type' for exchange '{name}' in vhost '/': received '{}' but current is '{}'",
+                                    kind.name(), x.kind.name()
+                                )));
+                            }
+                            for (arg, got, have) in [
+                                ("durable", m.durable, x.durable),
+                                ("auto_delete", m.auto_delete, x.auto_delete),
+                                ("internal", m.internal, x.internal),
+                            ] {
+                                if got != have {
+                                    return Err(inequivalent("exchange", arg, name, got, have));
+                                }
+                            }
+                        }
+                    }
+                }
+                self.reply(conn, ch, ExchangeDeclareOk);
+            }
+            Method::ExchangeDelete(m) => {
+                let name = &m.exchange;
+                if name.is_empty() {
+                    return Err(default_refused());
+                }
+                if name.starts_with("amq.") {
+                    return Err(ch_err(
+                        403,
+                        format_args!(
+                            "deletion of system exchange '{name}' in vhost '/' not allowed"
+                        ),
+                    ));
+                }
+                if let Some(x) = self.exchanges.get(name) {
+                    if m.if_unused && !x.bindings.is_empty() {
+                        return Err(ch_err(
+                            406,
+                            format_args!("exchange '{name}' in vhost '/' in use"),
+                        ));
+                    }
+                    self.delete_exchange(name);
+                }
+                self.reply(conn, ch, ExchangeDeleteOk);
+            }
+            Method::ExchangeBind(m) => {
+                if m.source.is_empty() || m.destination.is_empty() {
+                    return Err(default_refused());
+                }
+                if !self.exchanges.contains_key(&m.destination) {
+                    return Err(no_exchange(&m.destination));
+                }
+                let Some(x) = self.exchanges.get_mut(&m.source) else {
+                    return Err(no_exchange(&m.source));
+                };
+                let b = MBinding {
+                    dest: Dest::X(m.destination.clone()),
+                    key: m.routing_key.clone(),
+                    args: m.arguments.clone(),
+                };
+                if !x.bindings.contains(&b) {
+                    x.bindings.push(b);
+                }
+                self.reply(conn, ch, ExchangeBindOk);
+            }
+            Method::ExchangeUnbind(m) => {
+                if m.source.is_empty() || m.destination.is_empty() {
+                    return Err(default_refused());
+                }
+                let b = MBinding {
+                    dest: Dest::X(m.destination.clone()),
+                    key: m.routing_key.clone(),
+                    args: m.arguments.clone(),
+                };
+                self.remove_binding(&m.source, &b);
+                self.reply(conn, ch, ExchangeUnbindOk);
+            }
+            Method::QueueDeclare(m) => self.queue_declare(conn, ch, m)?,
+            Method::QueueBind(m) => {
+                let name = self.resolve(conn, ch, &m.queue)?;
+                if m.exchange.is_empty() {
+                    return Err(default_refused());
+                }
+                let id = self.usable(conn, &name)?;
+                let Some(x) = self.exchanges.get_mut(&m.exchange) else {
+                    return Err(no_exchange(&m.exchange));
+                };
+                let b = MBinding {
+                    dest: Dest::Q(id),
+                    key: m.routing_key.clone(),
+                    args: m.arguments.clone(),
+                };
+                if !x.bindings.contains(&b) {
+                    x.bindings.push(b);
+                }
+                self.reply(conn, ch, QueueBindOk);
+            }
+            Method::QueueUnbind(m) => {
+                let name = self.resolve(conn, ch, &m.queue)?;
+                if m.exchange.is_empty() {
+                    return Err(default_refused());
+                }
+                match self.usable(conn, &name) {
+                    Ok(id) => {
+                        let b = MBinding {
+                            dest: Dest::Q(id),
+                            key: m.routing_key.clone(),
+                            args: m.arguments.clone(),
+                        };
+                        self.remove_binding(&m.exchange, &b);
+                    }
+                    Err(f) if f.code == 404 => {}
+                    Err(f) => return Err(f),
+                }
+                self.reply(conn, ch, QueueUnbindOk);
+            }
+            Method::QueuePurge(m) => {
+                let name = self.resolve(conn, ch, &m.queue)?;
+                let id = self.usable(conn, &name)?;
+                let q = self.queues.get_mut(&id).expect("usable");
+                let n = q.ready.len() as u32;
+                q.ready.clear();
+                self.reply(conn, ch, QueuePurgeOk { message_count: n });
+            }
+            Method::QueueDelete(m) => {
+                let name = self.resolve(conn, ch, &m.queue)?;
+                let id = match self.usable(conn, &name) {
+                    Ok(id) => id,
+                    Err(f) if f.code == 404 => {
+                        self.reply(conn, ch, QueueDeleteOk { message_count: 0 });
+                        return Ok(());
+                    }
+                    Err(f) => return Err(f),
+                };
+                let q = &self.queues[&id];
+                if m.if_unused && !q.consumers.is_empty() {
+                    return Err(ch_err(
+                        406,
+                        format_args!("queue '{name}' in vhost '/' in use"),
+                    ));
+                }
+                if m.if_empty && !q.ready.is_empty() {
+                    return Err(ch_err(
+                        406,
+                        format_args!("queue '{name}' in vhost '/' not empty"),
+                    ));
+                }
+                let n = q.ready.len() as u32;
+                self.reply(conn, ch, QueueDeleteOk { message_count: n });
+                self.delete_queue(id);
+            }
+            Method::BasicQos(m) => {
+                if m.prefetch_size != 0 {
+                    return Err(conn_err(
+                        540,
+                        format_args!("prefetch_size!=0 ({})", m.prefetch_size),
+                    ));
+                }
+                let c = self.chan(conn, ch);
+                if m.global {
+                    c.global_prefetch = m.prefetch_count;
+                } else {
+                    c.consumer_prefetch = m.prefetch_count;
+                }
+                self.reply(conn, ch, BasicQosOk);
+            }
+            Method::BasicConsume(m) => {
+                let reused = |s: &mut Self| {
+                    if !m.consumer_tag.is_empty()
+                        && s.chan(conn, ch).consumers.contains_key(&m.consumer_tag)
+                    {
+                        return Err(conn_err(
+                            530,
+                            format_args!("attempt to reuse consumer tag '{}'", m.consumer_tag),
+                        ));
+                    }
+                    Ok(())
+                };
+                // RabbitMQ looks the tag up before anything else.
+                if self.strict.consumer_tag_first {
+                    reused(self)?;
+                }
+                let name = self.resolve(conn, ch, &m.queue)?;
+                let id = self.usable(conn, &name)?;
+                if !self.strict.consumer_tag_first {
+                    reused(self)?;
+                }
+                let q = &self.queues[&id];
+                if q.has_exclusive_consumer || (m.exclusive && !q.consumers.is_empty()) {
+                    return Err(ch_err(
+                        403,
+                        format_args!("queue '{name}' in vhost '/' in exclusive use"),
+                    ));
+                }
+                let (tag, named) = if m.consumer_tag.is_empty() {
+                    self.placeholder += 1;
+                    (
+                        ShortStr::from(format!("\u{0}ctag{}", self.placeholder)),
+                        false,
+                    )
+                } else {
+                    (m.consumer_tag.clone(), true)
+                };
+                let c = self.chan(conn, ch);
+                let prefetch = c.consumer_prefetch;
+                c.consumers.insert(
+                    tag.clone(),
+                    MConsumer {
+                        queue: id,
+                        no_ack: m.no_ack,
+                        prefetch,
+                        unacked: 0,
+                        announced: false,
+                    },
+                );
+                let q = self.queues.get_mut(&id).expect("usable");
+                q.consumers.push((conn, ch, tag.clone()));
+                q.has_exclusive_consumer = m.exclusive;
+                if named {
+                    self.reply(conn, ch, BasicConsumeOk { consumer_tag: tag });
+                } else {
+                    self.expect(conn, Exp::ConsumeOkNamed(ch, tag));
+                }
+            }
+            Method::BasicCancel(m) => {
+                if let Some(c) = self.chan(conn, ch).consumers.remove(&m.consumer_tag) {
+                    self.detach(conn, ch, &m.consumer_tag, c.queue);
+                }
+                self.reply(
+                    conn,
+                    ch,
+                    BasicCancelOk {
+                        consumer_tag: m.consumer_tag.clone(),
+                    },
+                );
+            }
+            Method::BasicGet(m) => {
+                let name = self.resolve(conn, ch, &m.queue)?;
+                let id = self.usable(conn, &name)?;
+                let q = self.queues.get_mut(&id).expect("usable");
+                let Some(inst) = q.ready.pop_front() else {
+                    self.reply(conn, ch, BasicGetEmpty::default());
+                    return Ok(());
+                };
+                let count = q.ready.len() as u32;
+                let info = &self.msgs[&inst.msg];
+                let c = self
+                    .conns
+                    .get_mut(&conn)
+                    .unwrap()
+                    .channels
+                    .get_mut(&ch)
+                    .unwrap();
+                let tag = c.next_tag;
+                c.next_tag += 1;
+                let get_ok = BasicGetOk {
+                    delivery_tag: tag,
+                    redelivered: inst.redelivered,
+                    exchange: info.exchange.clone(),
+                    routing_key: info.rk.clone(),
+                    message_count: count,
+                };
+                if !m.no_ack {
+                    c.unacked.push(Unacked {
+                        tag,
+                        queue: id,
+                        inst,
+                        consumer: None,
+                    });
+                }
+                self.delivered += 1;
+                self.expect(conn, Exp::Content(ch, get_ok.into(), inst.msg));
+            }
+            Method::BasicAck(m) => self.settle(conn, ch, m.delivery_tag, m.multiple, None)?,
+            Method::BasicNack(m) => {
+                self.settle(conn, ch, m.delivery_tag, m.multiple, Some(m.requeue))?
+            }
+            Method::BasicReject(m) => {
+                self.settle(conn, ch, m.delivery_tag, false, Some(m.requeue))?
+            }
+            Method::BasicRecover(m) => {
+                if !m.requeue {
+                    return Err(conn_err(540, "requeue=false"));
+                }
+                let c = self.chan(conn, ch);
+                let taken = c.take(0, true).unwrap_or_default();
+                self.requeue(taken);
+                self.reply(conn, ch, BasicRecoverOk);
+            }
+            Method::ConfirmSelect(m) => {
+                let c = self.chan(conn, ch);
+                if c.tx.is_some() {
+                    return Err(ch_err(406, "cannot switch from tx to confirm mode"));
+                }
+                if c.confirm.is_none() {
+                    c.confirm = Some(Confirms {
+                        next_seq: 1,
+                        ..Default::default()
+                    });
+                }
+                if !m.nowait {
+                    self.reply(conn, ch, ConfirmSelectOk);
+                }
+            }
+            Method::TxSelect(_) => {
+                let c = self.chan(conn, ch);
+                if c.confirm.is_some() {
+                    return Err(ch_err(406, "cannot switch from confirm to tx mode"));
+                }
+                if c.tx.is_none() {
+                    c.tx = Some(Vec::new());
+                }
+                self.reply(conn, ch, TxSelectOk);
+            }
+            Method::TxCommit(_) => {
+                let c = self.chan(conn, ch);
+                let Some(ops) = c.tx.as_mut().map(std::mem::take) else {
+                    return Err(ch_err(406, "channel is not transactional"));
+                };
+                for op in &ops {
+                    if let TxOp::Ack(u) | TxOp::Nack(u, _) = op {
+                        c.forget(u);
+                    }
+                }
+                for op in ops {
+                    match op {
+                        TxOp::Publish {
+                            queues,
+                            msg,
+                            returned,
+                        } => {
+                            if returned {
+                                self.expect_return(conn, ch, msg);
+                            }
+                            for q in queues {
+                                self.enqueue(q, msg);
+                            }
+                        }
+                        TxOp::Ack(_) => {}
+                        TxOp::Nack(u, requeue) => {
+                            if requeue {
+                                self.requeue(vec![u]);
+                            }
+                        }
+                    }
+                }
+                self.reply(conn, ch, TxCommitOk);
+            }
+            Method::TxRollback(_) => {
+                let c = self.chan(conn, ch);
+                let Some(ops) = c.tx.as_mut().map(std::mem::take) else {
+                    return Err(ch_err(406, "channel is not transactional"));
+                };
+                for op in ops {
+                    if let TxOp::Ack(u) | TxOp::Nack(u, _) = op {
+                        let at = c.unacked.partition_point(|x| x.tag < u.tag);
+                        c.unacked.insert(at, u);
+                    }
+                }
+                self.reply(conn, ch, TxRollbackOk);
+            }
+            m => {
+                return Err(conn_err(
+                    503,
+                    format_args!("unimplemented method {}", m.name()),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_declare(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        m: &warren_core::codec::QueueDeclare,
+    ) -> Result<(), Fault> {
+        let durable = m.durable && !m.exclusive;
+        let lazy = matches!(m.arguments.get("x-queue-mode"), Some(FieldValue::LongStr(s)) if s.as_bytes() == b"lazy");
+        if m.passive {
+            let name = self.resolve(conn, ch, &m.queue)?;
+            let id = self.usable(conn, &name)?;
+            let q = &self.queues[&id];
+            let ok = QueueDeclareOk {
+                queue: q.name.clone(),
+                message_count: q.ready.len() as u32,
+                consumer_count: q.consumers.len() as u32,
+            };
+            self.chan(conn, ch).last_queue = Some(name);
+            self.reply(conn, ch, ok);
+            return Ok(());
+        }
+        if m.queue.is_empty() {
+            let id = self.new_queue(
+                ShortStr::from(""),
+                durable,
+                m.auto_delete,
+                m.exclusive.then_some(conn),
+                lazy,
+            );
+            if m.exclusive {
+                self.conns.get_mut(&conn).unwrap().exclusive.push(id);
+            }
+            self.expect(conn, Exp::DeclareOkNamed(ch, id));
+            return Ok(());
+        }
+        let name = m.queue.clone();
+        let id = match self.names.get(&name).copied() {
+            None if name.starts_with("amq.") => {
+                return Err(ch_err(
+                    403,
+                    format_args!("queue name '{name}' contains reserved prefix 'amq.*'"),
+                ))
+            }
+            None => {
+                let id = self.new_queue(
+                    name.clone(),
+                    durable,
+                    m.auto_delete,
+                    m.exclusive.then_some(conn),
+                    lazy,
+                );
+                self.names.insert(name.clone(), id);
+                if m.exclusive {
+                    self.conns.get_mut(&conn).unwrap().exclusive.push(id);
+                }
+                id
+            }
+            Some(id) => {
+                let q = &self.queues[&id];
+                let owner_ok = match q.exclusive_owner {
+                    Some(owner) => owner == conn && m.exclusive,
+                    None => !m.exclusive,
+                };
+                if !owner_ok {
+                    return Err(locked(&name));
+                }
+                for (arg, got, have) in [
+                    ("durable", durable, q.durable),
+                    ("auto_delete", m.auto_delete, q.auto_delete),
+                ] {
+                    if got != have {
+                        return Err(inequivalent("queue", arg, &name, got, have));
+                    }
+                }
+                if lazy != q.lazy {
+                    let show = |l: bool| {
+                        if l {
+                            "the value 'lazy' of type 'longstr'"
+                        } else {
+                            "none"
+                        }
+                    };
+                    return Err(ch_err(406, format_args!(
+                        "inequivalent arg 'x-queue-mode' for queue '{name}' in vhost '/': received {} but current is {}",
+                        show(lazy), show(q.lazy)
+                    )));
+                }
+                id
+            }
+        };
+        let q = &self.queues[&id];
+        let ok = QueueDeclareOk {
+            queue: name.clone(),
+            message_count: q.ready.len() as u32,
+            consumer_count: q.consumers.len() as u32,
+        };
+        self.chan(conn, ch).last_queue = Some(name);
+        self.reply(conn, ch, ok);
+        Ok(())
+    }
+
+    fn new_queue(
+        &mut self,
+        name: ShortStr,
+        durable: bool,
+        auto_delete: bool,
+        exclusive_owner: Option<ConnId>,
+        lazy: bool,
+    ) -> Qid {
+        let id = self.next_qid;
+        self.next_qid += 1;
+        self.queues.insert(
+            id,
+            MQueue {
+                name,
+                durable,
+                auto_delete,
+                exclusive_owner,
+                lazy,
+                ready: VecDeque::new(),
+                next_seq: 0,
+                consumers: Vec::new(),
+                has_exclusive_consumer: false,
+            },
+        );
+        id
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn publish(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        mandatory: bool,
+        immediate: bool,
+        exchange: &ShortStr,
+        rk: &ShortStr,
+        props: &Bytes,
+        body: &Bytes,
+    ) -> Result<(), Fault> {
+        let open = self.conns.get(&conn).is_some_and(|c| c.open);
+        if !open {
+            return Err(conn_err(503, "connection is not open"));
+        }
+        if !self.conns[&conn].channels.contains_key(&ch) {
+            return Ok(());
+        }
+        if immediate {
+            return Err(conn_err(540, "immediate=true"));
+        }
+        let Some(id) = msg_id(body) else {
+            panic!("simulator bug: a body without a message id");
+        };
+        self.msgs.insert(
+            id,
+            MsgInfo {
+                exchange: exchange.clone(),
+                rk: rk.clone(),
+                props: props.clone(),
+                body: body.clone(),
+            },
+        );
+        let headers = peek_headers(props).ok().flatten();
+        let queues = self.route(exchange, rk, headers.as_ref())?;
+        let c = self.chan(conn, ch);
+        let seq = c.confirm.as_mut().map(|cf| {
+            let s = cf.next_seq;
+            cf.next_seq += 1;
+            cf.pending.insert(s);
+            s
+        });
+        let unroutable = queues.is_empty() && mandatory;
+        let in_tx = c.tx.is_some();
+        let at_commit = self.strict.tx_return_at_commit;
+        let c = self.chan(conn, ch);
+        if let Some(tx) = c.tx.as_mut() {
+            tx.push(TxOp::Publish {
+                queues: queues.clone(),
+                msg: id,
+                returned: unroutable && at_commit,
+            });
+        }
+        if unroutable && !(in_tx && self.strict.tx_return_at_commit) {
+            if let Some(s) = seq {
+                self.chan(conn, ch)
+                    .confirm
+                    .as_mut()
+                    .expect("confirm mode")
+                    .awaiting_return
+                    .insert(s);
+            }
+            self.expect_return(conn, ch, id);
+        }
+        if !in_tx {
+            for q in queues {
+                self.enqueue(q, id);
+            }
+        }
+        Ok(())
+    }
+
+    fn expect_return(&mut self, conn: ConnId, ch: u16, msg: MsgId) {
+        let info = &self.msgs[&msg];
+        let ret = BasicReturn {
+            reply_code: 312,
+            reply_text: ShortStr::from("NO_ROUTE"),
+            exchange: info.exchange.clone(),
+            routing_key: info.rk.clone(),
+        };
+        self.expect(conn, Exp::Content(ch, ret.into(), msg));
+    }
+
+    fn route(
+        &self,
+        exchange: &ShortStr,
+        rk: &ShortStr,
+        headers: Option<&FieldTable>,
+    ) -> Result<Vec<Qid>, Fault> {
+        if exchange.is_empty() {
+            return Ok(self.names.get(rk).copied().into_iter().collect());
+        }
+        let Some(x) = self.exchanges.get(exchange) else {
+            return Err(no_exchange(exchange));
+        };
+        if x.internal {
+            return Err(ch_err(
+                403,
+                format_args!("cannot publish to internal exchange '{exchange}' in vhost '/'"),
+            ));
+        }
+        let mut out = BTreeSet::new();
+        let mut seen: BTreeSet<&ShortStr> = BTreeSet::new();
+        let mut todo = vec![exchange];
+        seen.insert(exchange);
+        while let Some(name) = todo.pop() {
+            let x = &self.exchanges[name];
+            for b in &x.bindings {
+                let hit = match x.kind {
+                    Kind::Direct => b.key == *rk,
+                    Kind::Fanout => true,
+                    Kind::Topic => topic_matches(&b.key, rk),
+                    Kind::Headers => headers_matches(&b.args, headers),
+                };
+                if !hit {
+                    continue;
+                }
+                match &b.dest {
+                    Dest::Q(q) => {
+                        out.insert(*q);
+                    }
+                    Dest::X(n) => {
+                        if self.exchanges.contains_key(n) && seen.insert(n) {
+                            todo.push(n);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn enqueue(&mut self, q: Qid, msg: MsgId) {
+        if let Some(q) = self.queues.get_mut(&q) {
+            let seq = q.next_seq;
+            q.next_seq += 1;
+            q.ready.push_back(Inst {
+                msg,
+                seq,
+                redelivered: false,
+            });
+        }
+    }
+
+    fn settle(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        tag: u64,
+        multiple: bool,
+        nack: Option<bool>,
+    ) -> Result<(), Fault> {
+        let c = self.chan(conn, ch);
+        let Some(taken) = c.take(tag, multiple) else {
+            return Err(ch_err(406, format_args!("unknown delivery tag {tag}")));
+        };
+        if c.tx.is_some() {
+            for u in &taken {
+                c.hold(u);
+            }
+            let tx = c.tx.as_mut().expect("tx");
+            for u in taken {
+                tx.push(match nack {
+                    None => TxOp::Ack(u),
+                    Some(requeue) => TxOp::Nack(u, requeue),
+                });
+            }
+            return Ok(());
+        }
+        if nack == Some(true) {
+            self.requeue(taken);
+        }
+        Ok(())
+    }
+
+    /// Deliveries go back to their queues, at their places, marked redelivered.
+    fn requeue(&mut self, list: Vec<Unacked>) {
+        for u in list {
+            if let Some(q) = self.queues.get_mut(&u.queue) {
+                q.insert_by_seq(Inst {
+                    redelivered: true,
+                    ..u.inst
+                });
+            }
+        }
+    }
+
+    fn detach(&mut self, conn: ConnId, ch: u16, tag: &ShortStr, queue: Qid) {
+        let Some(q) = self.queues.get_mut(&queue) else {
+            return;
+        };
+        q.consumers
+            .retain(|(c, n, t)| !(*c == conn && *n == ch && t == tag));
+        q.has_exclusive_consumer = false;
+        if q.auto_delete && q.consumers.is_empty() {
+            self.delete_queue(queue);
+        }
+    }
+
+    fn close_channel(&mut self, conn: ConnId, ch: u16) {
+        let Some(c) = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.channels.remove(&ch))
+        else {
+            return;
+        };
+        self.release(conn, ch, c);
+    }
+
+    fn release(&mut self, conn: ConnId, ch: u16, mut c: MChannel) {
+        let mut unacked = std::mem::take(&mut c.unacked);
+        if let Some(ops) = c.tx.take() {
+            for op in ops {
+                if let TxOp::Ack(u) | TxOp::Nack(u, _) = op {
+                    unacked.push(u);
+                }
+            }
+            unacked.sort_by_key(|u| u.tag);
+        }
+        let mut auto_delete = Vec::new();
+        for (tag, cons) in &c.consumers {
+            if let Some(q) = self.queues.get_mut(&cons.queue) {
+                q.consumers
+                    .retain(|(cc, n, t)| !(*cc == conn && *n == ch && t == tag));
+                q.has_exclusive_consumer = false;
+                if q.auto_delete && q.consumers.is_empty() {
+                    auto_delete.push(cons.queue);
+                }
+            }
+        }
+        self.requeue(unacked);
+        for q in auto_delete {
+            self.delete_queue(q);
+        }
+    }
+
+    fn close_connection(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        for (n, ch) in c.channels {
+            self.release(conn, n, ch);
+        }
+        for q in c.exclusive {
+            self.delete_queue(q);
+        }
+    }
+
+    fn delete_queue(&mut self, id: Qid) {
+        let Some(q) = self.queues.remove(&id) else {
+            return;
+        };
+        if self.names.get(&q.name) == Some(&id) {
+            self.names.remove(&q.name);
+        }
+        if let Some(owner) = q.exclusive_owner {
+            if let Some(c) = self.conns.get_mut(&owner) {
+                c.exclusive.retain(|x| *x != id);
+            }
+        }
+        for (conn, ch, tag) in &q.consumers {
+            let Some(c) = self.conns.get_mut(conn) else {
+                continue;
+            };
+            let notify = c.notify;
+            if let Some(chan) = c.channels.get_mut(ch) {
+                chan.consumers.remove(tag);
+            }
+            if notify {
+                self.exp.push((
+                    *conn,
+                    Exp::Method(
+                        *ch,
+                        BasicCancel {
+                            consumer_tag: tag.clone(),
+                            no_wait: true,
+                        }
+                        .into(),
+                    ),
+                    false,
+                ));
+            }
+        }
+        self.unbind_everywhere(&Dest::Q(id));
+    }
+
+    fn delete_exchange(&mut self, name: &ShortStr) {
+        if self.exchanges.remove(name).is_some() {
+            self.unbind_everywhere(&Dest::X(name.clone()));
+        }
+    }
+
+    fn unbind_everywhere(&mut self, dest: &Dest) {
+        let mut emptied = Vec::new();
+        for (name, x) in self.exchanges.iter_mut() {
+            let before = x.bindings.len();
+            x.bindings.retain(|b| &b.dest != dest);
+            if x.bindings.len() != before && x.auto_delete && x.bindings.is_empty() {
+                emptied.push(name.clone());
+            }
+        }
+        for name in emptied {
+            self.delete_exchange(&name);
+        }
+    }
+
+    fn remove_binding(&mut self, source: &ShortStr, b: &MBinding) {
+        let Some(x) = self.exchanges.get_mut(source) else {
+            return;
+        };
+        let Some(i) = x.bindings.iter().position(|y| y == b) else {
+            return;
+        };
+        x.bindings.remove(i);
+        if x.auto_delete && x.bindings.is_empty() {
+            self.delete_exchange(source);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Events
+    // -----------------------------------------------------------------------------------------
+
+    /// Checks one event the broker emitted while handling the current command; returns what
+    /// the client must receive for it.
+    pub fn on_event(&mut self, conn: ConnId, ev: &Event) -> Result<Option<Expect>, String> {
+        match ev {
+            Event::Deliver {
+                channel,
+                consumer_tag,
+                delivery_tag,
+                redelivered,
+                message,
+            } => {
+                self.check_deliver(
+                    conn,
+                    *channel,
+                    consumer_tag,
+                    *delivery_tag,
+                    *redelivered,
+                    message.body(),
+                )?;
+                let m = BasicDeliver {
+                    consumer_tag: consumer_tag.clone(),
+                    delivery_tag: *delivery_tag,
+                    redelivered: *redelivered,
+                    exchange: message.exchange().clone(),
+                    routing_key: message.routing_key().clone(),
+                };
+                return Ok(Some(Expect {
+                    channel: *channel,
+                    method: m.into(),
+                    content: Some((message.properties().clone(), message.body().clone())),
+                }));
+            }
+            Event::Method {
+                channel,
+                method: Method::BasicAck(a),
+            } => {
+                self.check_confirm(conn, *channel, a.delivery_tag, a.multiple, false)?;
+                return Ok(Some(Expect {
+                    channel: *channel,
+                    method: Method::BasicAck(a.clone()),
+                    content: None,
+                }));
+            }
+            Event::Method {
+                channel,
+                method: Method::BasicNack(n),
+            } => {
+                self.check_confirm(conn, *channel, n.delivery_tag, n.multiple, true)?;
+                return Ok(Some(Expect {
+                    channel: *channel,
+                    method: Method::BasicNack(n.clone()),
+                    content: None,
+                }));
+            }
+            Event::ResourceAlarm { .. } => return Ok(None),
+            _ => {}
+        }
+        let Some(i) = self.exp.iter().position(|(c, _, done)| *c == conn && !done) else {
+            return Err(format!(
+                "the broker sent {} that the model did not expect",
+                show(ev)
+            ));
+        };
+        self.exp[i].2 = true;
+        let mismatch = |want: &dyn std::fmt::Debug| {
+            Err(format!(
+                "the broker sent {} where the model expected {want:?}",
+                show(ev)
+            ))
+        };
+        let (_, want, _) = &self.exp[i];
+        let out = match (want, ev) {
+            (Exp::LoginOk, Event::LoginOk) => Expect {
+                channel: 0,
+                method: ConnectionTune::default().into(),
+                content: None,
+            },
+            (Exp::OpenOk, Event::OpenOk) => Expect {
+                channel: 0,
+                method: ConnectionOpenOk::default().into(),
+                content: None,
+            },
+            (Exp::Method(ch, m), Event::Method { channel, method })
+                if ch == channel && m == method =>
+            {
+                Expect {
+                    channel: *channel,
+                    method: method.clone(),
+                    content: None,
+                }
+            }
+            (
+                Exp::Content(ch, m, msg),
+                Event::Content {
+                    channel,
+                    method,
+                    message,
+                },
+            ) if ch == channel && m == method && msg_id(message.body()) == Some(*msg) => {
+                let info = &self.msgs[msg];
+                if message.body() != &info.body || message.properties() != &info.props {
+                    return Err(format!(
+                        "message {msg} came back with another body or properties than published"
+                    ));
+                }
+                if let Method::BasicReturn(_) = method {
+                    self.returned(conn, *channel, *msg);
+                }
+                Expect {
+                    channel: *channel,
+                    method: method.clone(),
+                    content: Some((message.properties().clone(), message.body().clone())),
+                }
+            }
+            (
+                Exp::DeclareOkNamed(ch, id),
+                Event::Method {
+                    channel,
+                    method: Method::QueueDeclareOk(ok),
+                },
+            ) if ch == channel && ok.message_count == 0 && ok.consumer_count == 0 => {
+                let (ch, id) = (*ch, *id);
+                if !ok.queue.starts_with("amq.gen-") || self.names.contains_key(&ok.queue) {
+                    return Err(format!(
+                        "server-named queue got the name '{}' (taken, or not amq.gen-…)",
+                        ok.queue
+                    ));
+                }
+                self.queues.get_mut(&id).expect("declared").name = ok.queue.clone();
+                self.names.insert(ok.queue.clone(), id);
+                self.chan(conn, ch).last_queue = Some(ok.queue.clone());
+                Expect {
+                    channel: ch,
+                    method: Method::QueueDeclareOk(ok.clone()),
+                    content: None,
+                }
+            }
+            (
+                Exp::ConsumeOkNamed(ch, placeholder),
+                Event::Method {
+                    channel,
+                    method: Method::BasicConsumeOk(ok),
+                },
+            ) if ch == channel => {
+                let (ch, placeholder) = (*ch, placeholder.clone());
+                let tag = ok.consumer_tag.clone();
+                let c = self.chan(conn, ch);
+                if !tag.starts_with("amq.ctag-") || c.consumers.contains_key(&tag) {
+                    return Err(format!(
+                        "server-generated consumer tag '{tag}' is bad or taken"
+                    ));
+                }
+                let mut cons = c.consumers.remove(&placeholder).expect("registered");
+                cons.announced = true;
+                let q = cons.queue;
+                c.consumers.insert(tag.clone(), cons);
+                if let Some(q) = self.queues.get_mut(&q) {
+                    for e in q.consumers.iter_mut() {
+                        if e.0 == conn && e.1 == ch && e.2 == placeholder {
+                            e.2 = tag.clone();
+                        }
+                    }
+                }
+                Expect {
+                    channel: ch,
+                    method: Method::BasicConsumeOk(ok.clone()),
+                    content: None,
+                }
+            }
+            (Exp::ChannelError(ch, code, text, cl, me), Event::ChannelError { channel, fault })
+                if ch == channel
+                    && *code == fault.code.0
+                    && *text == fault.text
+                    && *cl == fault.class_id
+                    && *me == fault.method_id =>
+            {
+                Expect {
+                    channel: *ch,
+                    method: ChannelClose {
+                        reply_code: *code,
+                        reply_text: wire_text(text),
+                        class_id: *cl,
+                        method_id: *me,
+                    }
+                    .into(),
+                    content: None,
+                }
+            }
+            (Exp::ConnectionError(code, text, cl, me), Event::ConnectionError { fault })
+                if *code == fault.code.0
+                    && *text == fault.text
+                    && *cl == fault.class_id
+                    && *me == fault.method_id =>
+            {
+                Expect {
+                    channel: 0,
+                    method: ConnectionClose {
+                        reply_code: *code,
+                        reply_text: wire_text(text),
+                        class_id: *cl,
+                        method_id: *me,
+                    }
+                    .into(),
+                    content: None,
+                }
+            }
+            (want, _) => return mismatch(want),
+        };
+        if let Method::BasicConsumeOk(ok) = &out.method {
+            let tag = ok.consumer_tag.clone();
+            if let Some(c) = self
+                .conns
+                .get_mut(&conn)
+                .and_then(|c| c.channels.get_mut(&out.channel))
+                .and_then(|c| c.consumers.get_mut(&tag))
+            {
+                c.announced = true;
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn returned(&mut self, conn: ConnId, ch: u16, msg: MsgId) {
+        // The seq of this publish is the one awaiting a return with the lowest number whose
+        // message is this one; seqs are not stored per message, so take the oldest.
+        let _ = msg;
+        if let Some(cf) = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.channels.get_mut(&ch))
+            .and_then(|c| c.confirm.as_mut())
+        {
+            if let Some(&s) = cf.awaiting_return.iter().next() {
+                cf.awaiting_return.remove(&s);
+            }
+        }
+    }
+
+    fn check_deliver(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        ctag: &ShortStr,
+        dtag: u64,
+        redelivered: bool,
+        body: &Bytes,
+    ) -> Result<(), String> {
+        let Some(msg) = msg_id(body) else {
+            return Err("a delivery without a message id".into());
+        };
+        let Some(c) = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.channels.get_mut(&ch))
+        else {
+            return Err(format!(
+                "delivery of message {msg} to channel {ch}, which is not open"
+            ));
+        };
+        let Some(cons) = c.consumers.get(ctag) else {
+            return Err(format!(
+                "delivery of message {msg} to consumer '{ctag}', which does not exist on channel {ch}"
+            ));
+        };
+        if !cons.announced {
+            return Err(format!(
+                "delivery to consumer '{ctag}' before its basic.consume-ok"
+            ));
+        }
+        if !c.has_room(ctag) {
+            return Err(format!(
+                "delivery to consumer '{ctag}' beyond its prefetch (consumer {}/{}, channel {}/{})",
+                cons.unacked, cons.prefetch, c.consumer_unacked, c.global_prefetch
+            ));
+        }
+        if dtag != c.next_tag {
+            return Err(format!(
+                "delivery tag {dtag} on channel {ch}, expected {}",
+                c.next_tag
+            ));
+        }
+        let (qid, no_ack) = (cons.queue, cons.no_ack);
+        let Some(q) = self.queues.get_mut(&qid) else {
+            return Err(format!("delivery from queue {qid}, which is gone"));
+        };
+        let Some(head) = q.ready.front().copied() else {
+            return Err(format!(
+                "delivery of message {msg} from queue '{}', which has no ready message",
+                q.name
+            ));
+        };
+        if head.msg != msg {
+            let pos = q.ready.iter().position(|i| i.msg == msg);
+            return Err(format!(
+                "queue '{}' delivered message {msg} (at position {pos:?}) but its head is message {} — out of order, duplicated or lost",
+                q.name, head.msg
+            ));
+        }
+        if head.redelivered != redelivered {
+            return Err(format!(
+                "message {msg} delivered with redelivered={redelivered}, model says {}",
+                head.redelivered
+            ));
+        }
+        q.ready.pop_front();
+        let info = &self.msgs[&msg];
+        if body != &info.body {
+            return Err(format!("message {msg} delivered with another body"));
+        }
+        let c = self
+            .conns
+            .get_mut(&conn)
+            .unwrap()
+            .channels
+            .get_mut(&ch)
+            .unwrap();
+        c.next_tag += 1;
+        if !no_ack {
+            let cons = c.consumers.get_mut(ctag).expect("checked");
+            cons.unacked += 1;
+            c.consumer_unacked += 1;
+            c.unacked.push(Unacked {
+                tag: dtag,
+                queue: qid,
+                inst: head,
+                consumer: Some(ctag.clone()),
+            });
+        }
+        self.delivered += 1;
+        Ok(())
+    }
+
+    fn check_confirm(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        tag: u64,
+        multiple: bool,
+        nack: bool,
+    ) -> Result<(), String> {
+        let Some(cf) = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.channels.get_mut(&ch))
+            .and_then(|c| c.confirm.as_mut())
+        else {
+            return Err(format!(
+                "basic.{} {tag} on channel {ch}, which is not in confirm mode",
+                if nack { "nack" } else { "ack" }
+            ));
+        };
+        if nack {
+            return Err(format!(
+                "publish {tag} on channel {ch} was nacked, but no queue could refuse it"
+            ));
+        }
+        let covered: Vec<u64> = if multiple {
+            cf.pending.range(..=tag).copied().collect()
+        } else if cf.pending.contains(&tag) {
+            vec![tag]
+        } else {
+            vec![]
+        };
+        if covered.is_empty() || tag >= cf.next_seq {
+            return Err(format!(
+                "confirm {tag} (multiple={multiple}) on channel {ch} covers no publish awaiting one (next seq {})",
+                cf.next_seq
+            ));
+        }
+        for s in covered {
+            if cf.awaiting_return.contains(&s) {
+                return Err(format!(
+                    "publish {s} on channel {ch} was confirmed before its basic.return"
+                ));
+            }
+            cf.pending.remove(&s);
+            self.confirmed += 1;
+        }
+        Ok(())
+    }
+
+    /// After the command's events: everything expected came, nothing deliverable waits.
+    pub fn end_command(&mut self) -> Result<(), String> {
+        if let Some((conn, e, _)) = self.exp.iter().find(|(_, _, done)| !done) {
+            return Err(format!(
+                "the broker did not send what the model expected to connection {}: {e:?}",
+                conn.0
+            ));
+        }
+        for q in self.queues.values() {
+            if q.ready.is_empty() {
+                continue;
+            }
+            for (conn, ch, tag) in &q.consumers {
+                let room = self
+                    .conns
+                    .get(conn)
+                    .and_then(|c| c.channels.get(ch))
+                    .is_some_and(|c| c.has_room(tag));
+                if room {
+                    return Err(format!(
+                        "queue '{}' holds {} ready message(s) while its consumer '{tag}' (connection {}, channel {ch}) has room",
+                        q.name,
+                        q.ready.len(),
+                        conn.0
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The broker holds exactly what the model holds: the same queues with the same numbers of
+    /// ready and unacked messages and consumers; with `exchanges`, the same exchanges and
+    /// bindings too.
+    pub fn compare(&self, broker: &Broker, exchanges: bool) -> Result<(), String> {
+        let mut unacked: BTreeMap<Qid, usize> = BTreeMap::new();
+        for c in self.conns.values() {
+            for ch in c.channels.values() {
+                for u in &ch.unacked {
+                    *unacked.entry(u.queue).or_default() += 1;
+                }
+                for op in ch.tx.iter().flatten() {
+                    if let TxOp::Ack(u) | TxOp::Nack(u, _) = op {
+                        *unacked.entry(u.queue).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let broker_queues = broker.queues().count();
+        if broker_queues != self.queues.len() {
+            let mut theirs: Vec<&str> = broker.queues().map(|q| q.name.as_str()).collect();
+            theirs.sort();
+            let mut ours: Vec<&str> = self.queues.values().map(|q| q.name.as_str()).collect();
+            ours.sort();
+            return Err(format!(
+                "the broker has {broker_queues} queues {theirs:?}, the model {} {ours:?}",
+                self.queues.len()
+            ));
+        }
+        for (id, q) in &self.queues {
+            let Some(b) = broker.queue("/", &q.name) else {
+                return Err(format!("queue '{}' is missing from the broker", q.name));
+            };
+            let want_unacked = unacked.get(id).copied().unwrap_or(0);
+            if b.len() != q.ready.len()
+                || b.unacked != want_unacked
+                || b.consumers.len() != q.consumers.len()
+                || b.durable != q.durable
+                || b.auto_delete != q.auto_delete
+                || b.is_exclusive() != q.exclusive_owner.is_some()
+            {
+                return Err(format!(
+                    "queue '{}': broker has {} ready, {} unacked, {} consumers; model {} ready, {} unacked, {} consumers",
+                    q.name,
+                    b.len(),
+                    b.unacked,
+                    b.consumers.len(),
+                    q.ready.len(),
+                    want_unacked,
+                    q.consumers.len()
+                ));
+            }
+            if let (Some(bh), Some(mh)) = (b.head(), q.ready.front()) {
+                if msg_id(bh.message.body()) != Some(mh.msg) || bh.redelivered != mh.redelivered {
+                    return Err(format!(
+                        "queue '{}': broker's head is message {:?}, model's {}",
+                        q.name,
+                        msg_id(bh.message.body()),
+                        mh.msg
+                    ));
+                }
+            }
+        }
+        if exchanges {
+            let mut theirs: Vec<(String, usize)> = broker
+                .exchanges("/")
+                .map(|x| (x.name.to_string(), x.bindings().len()))
+                .collect();
+            theirs.sort();
+            let ours: Vec<(String, usize)> = self
+                .exchanges
+                .iter()
+                .map(|(n, x)| (n.to_string(), x.bindings.len()))
+                .collect();
+            if theirs != ours {
+                let mut diff = String::new();
+                for t in &theirs {
+                    if !ours.contains(t) {
+                        let _ = write!(diff, " broker:{t:?}");
+                    }
+                }
+                for o in &ours {
+                    if !theirs.contains(o) {
+                        let _ = write!(diff, " model:{o:?}");
+                    }
+                }
+                return Err(format!("exchanges and bindings differ:{diff}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// At a quiet moment: every publish on a channel still open has been confirmed.
+    pub fn check_quiet(&self) -> Result<(), String> {
+        for (id, c) in &self.conns {
+            for (n, ch) in &c.channels {
+                if let Some(cf) = &ch.confirm {
+                    if let Some(s) = cf.pending.iter().next() {
+                        return Err(format!(
+                            "publish {s} on connection {} channel {n} was never confirmed",
+                            id.0
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the model knows this connection (the broker has not let it go).
+    pub fn knows(&self, conn: ConnId) -> bool {
+        self.conns.contains_key(&conn)
+    }
+
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+}
+
+fn wire_text(text: &str) -> ShortStr {
+    if text.len() <= 255 {
+        return ShortStr::from(text);
+    }
+    let mut end = 252;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    ShortStr::from(format!("{}...", &text[..end]))
+}
+
+fn show(ev: &Event) -> String {
+    match ev {
+        Event::Method { channel, method } => {
+            format!("{} on channel {channel}: {method:?}", method.name())
+        }
+        Event::Content {
+            channel,
+            method,
+            message,
+        } => format!(
+            "{} on channel {channel} with message {:?}: {method:?}",
+            method.name(),
+            msg_id(message.body())
+        ),
+        Event::ChannelError { channel, fault } => {
+            format!("channel.close on channel {channel}: {fault:?}")
+        }
+        Event::ConnectionError { fault } => format!("connection.close: {fault:?}"),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_matching_follows_rabbitmq() {
+        assert!(topic_matches("#", ""));
+        assert!(topic_matches("#", "a.b"));
+        assert!(!topic_matches("*", ""));
+        assert!(topic_matches("a.*", "a.b"));
+        assert!(!topic_matches("a.*", "a.b.c"));
+        assert!(topic_matches("a.#", "a"));
+        assert!(topic_matches("#.c", "a.b.c"));
+        assert!(topic_matches("*.c", "b.c"));
+        assert!(!topic_matches("a", "a.b"));
+    }
+}

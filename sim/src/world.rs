@@ -1,0 +1,1364 @@
+//! The simulated world: one [`Broker`], a server [`Connection`] per live client connection,
+//! the clients, the links between them, and virtual time — driven exactly as the TCP and
+//! WebSocket adapters drive the core (bytes in, drain commands into the broker, events back
+//! into the connections, bytes out), but in one thread, with a seeded network.
+//!
+//! Faults: links hold bytes back, split them at random points and deliver them in batches;
+//! clients stall (neither read nor write); connections are killed abruptly (part of what was
+//! sent arrives, then EOF); virtual time jumps so heartbeats expire.
+
+use std::cell::Cell;
+
+use bytes::Bytes;
+use warren_core::auth::StaticUsers;
+use warren_core::broker::{Broker, BrokerConfig, ConnId};
+use warren_core::codec::{
+    BasicAck, BasicCancel, BasicConsume, BasicGet, BasicNack, BasicProperties, BasicPublish,
+    BasicQos, BasicRecover, BasicReject, ChannelClose, ChannelFlow, ChannelOpen, ConfirmSelect,
+    ConnectionClose, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, ExchangeBind,
+    ExchangeDeclare, ExchangeDelete, ExchangeUnbind, FieldTable, FieldValue, LongStr, QueueBind,
+    QueueDeclare, QueueDelete, QueuePurge, QueueUnbind, ShortStr, TxCommit, TxRollback, TxSelect,
+    PROTOCOL_HEADER,
+};
+use warren_core::connection::{Connection, ConnectionConfig};
+use warren_core::storage::MemoryStorage;
+
+use crate::client::{ChState, Client, Phase, MAX_CHANNELS};
+use crate::model::{Model, Strictness};
+use crate::program::{
+    exchange_name, exchange_shape, queue_flags, How, Op, BINDING_KEYS, EXCHANGES, PUBLISH_KEYS,
+    QUEUES,
+};
+use crate::rng::{Fnv, Rng, Source};
+
+thread_local! {
+    /// The step being run, for reporting a panic inside the core.
+    pub static CURRENT_STEP: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Workload shapes that avoid known core bugs, so a soak can get past them (see
+/// `sim/regressions.txt`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Workarounds {
+    /// Never publish mandatory inside a transaction.
+    pub no_tx_mandatory: bool,
+    /// Accept a channel.close left unanswered when it crossed a server channel.close, and
+    /// never use that channel number again.
+    pub wedged_close: bool,
+    /// Do not require broker output sent before our connection.close to precede close-ok.
+    pub lax_connection_close: bool,
+    /// Accept Warren's order of checks on basic.consume (queue before a reused tag).
+    pub lax_consumer_tag: bool,
+}
+
+impl Workarounds {
+    pub fn all() -> Self {
+        Workarounds {
+            no_tx_mandatory: true,
+            wedged_close: true,
+            lax_connection_close: true,
+            lax_consumer_tag: true,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub clients: usize,
+    pub strict: Strictness,
+    pub workarounds: Workarounds,
+}
+
+impl Options {
+    /// The shape of a run for `seed` (number of clients varies by seed).
+    pub fn for_seed(seed: u64, workarounds: Workarounds) -> Self {
+        Options {
+            clients: 2 + (seed % 5) as usize,
+            strict: Strictness {
+                tx_return_at_commit: !workarounds.no_tx_mandatory,
+                consumer_tag_first: !workarounds.lax_consumer_tag,
+            },
+            workarounds,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    pub steps: u64,
+    /// Calls into the core: broker commands and timeouts, connection inputs, events and
+    /// timeouts.
+    pub core_ops: u64,
+    pub commands: u64,
+    pub events: u64,
+    pub bytes: u64,
+    pub connections: u64,
+    pub delivered: u64,
+    pub confirmed: u64,
+    pub errors: u64,
+}
+
+impl Stats {
+    pub fn add(&mut self, o: &Stats) {
+        self.steps += o.steps;
+        self.core_ops += o.core_ops;
+        self.commands += o.commands;
+        self.events += o.events;
+        self.bytes += o.bytes;
+        self.connections += o.connections;
+        self.delivered += o.delivered;
+        self.confirmed += o.confirmed;
+        self.errors += o.errors;
+    }
+}
+
+/// An invariant that broke, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Index of the program operation after which it was detected.
+    pub step: usize,
+    pub invariant: String,
+}
+
+pub struct Outcome {
+    pub trace: u64,
+    pub stats: Stats,
+    pub failure: Option<Failure>,
+}
+
+/// One direction of a socket.
+#[derive(Default)]
+struct Pipe {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Pipe {
+    fn len(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    fn push(&mut self, bytes: &[u8]) {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+    fn take(&mut self, n: usize) -> &[u8] {
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        s
+    }
+}
+
+struct Link {
+    id: ConnId,
+    server: Connection,
+    up: Pipe,
+    down: Pipe,
+    /// The server connection is closed: once `down` is drained the client sees EOF.
+    server_done: bool,
+}
+
+struct Peer {
+    client: Client,
+    link: Option<Link>,
+    /// Announces consumer_cancel_notify.
+    cancel_notify: bool,
+}
+
+pub struct Sim {
+    pub broker: Broker,
+    model: Model,
+    peers: Vec<Peer>,
+    /// Conn id → peer index.
+    owner: Vec<usize>,
+    now: u64,
+    net: Rng,
+    next_msg: u64,
+    trace: Fnv,
+    pub stats: Stats,
+    opts: Options,
+    config: ConnectionConfig,
+}
+
+type R = Result<(), String>;
+
+impl Sim {
+    pub fn new(seed: u64, opts: Options) -> Self {
+        let broker = Broker::new(
+            BrokerConfig {
+                seed: seed ^ 0x00b1_0cce_d5ee_d5ee,
+            },
+            Box::new(StaticUsers::with_guest()),
+            Box::new(MemoryStorage::default()),
+        );
+        let peers = (0..opts.clients)
+            .map(|i| Peer {
+                client: {
+                    let mut c = Client::new();
+                    c.strict_close = !opts.workarounds.lax_connection_close;
+                    c
+                },
+                link: None,
+                cancel_notify: i % 4 != 3,
+            })
+            .collect();
+        Sim {
+            broker,
+            model: Model::new(opts.strict),
+            peers,
+            owner: vec![usize::MAX],
+            now: 0,
+            net: Rng::new(seed ^ 0x6e65_7477_6f72_6b21),
+            next_msg: 1,
+            trace: Fnv::default(),
+            stats: Stats::default(),
+            opts,
+            config: ConnectionConfig {
+                product: "Warren",
+                version: "sim",
+                ..ConnectionConfig::default()
+            },
+        }
+    }
+
+    /// Runs `ops` (each with its index in the original program) and reports.
+    pub fn run(mut self, ops: &[(usize, Op)]) -> Outcome {
+        let mut failure = None;
+        let mut last = 0;
+        for (i, op) in ops {
+            last = *i;
+            CURRENT_STEP.with(|s| s.set(*i));
+            self.trace.write_u64(*i as u64);
+            self.stats.steps += 1;
+            if let Err(e) = self.step(op) {
+                failure = Some(Failure {
+                    step: *i,
+                    invariant: e,
+                });
+                break;
+            }
+        }
+        if failure.is_none() {
+            if let Err(e) = self.finish() {
+                failure = Some(Failure {
+                    step: last,
+                    invariant: e,
+                });
+            }
+        }
+        self.stats.delivered = self.model.delivered;
+        self.stats.confirmed = self.model.confirmed;
+        self.stats.errors = self.model.errors;
+        Outcome {
+            trace: self.trace.0,
+            stats: self.stats,
+            failure,
+        }
+    }
+
+    fn step(&mut self, op: &Op) -> R {
+        self.exec(op)?;
+        let rounds = self.net.below(4);
+        for _ in 0..rounds {
+            self.pump(false)?;
+        }
+        if self.net.chance(30) {
+            let ms = u64::from(self.net.below(20));
+            self.advance(ms)?;
+        }
+        if self.net.chance(4) {
+            self.settle()?;
+        }
+        Ok(())
+    }
+
+    /// The end of a run: everyone reads again, everything is delivered and checked.
+    fn finish(&mut self) -> R {
+        for p in &mut self.peers {
+            p.client.stalled = false;
+        }
+        self.settle()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Moving bytes
+    // -----------------------------------------------------------------------------------------
+
+    /// How many of `len` waiting bytes a link lets through now.
+    fn portion(&mut self, len: usize, full: bool) -> usize {
+        if len == 0 || full {
+            return len;
+        }
+        match self.net.below(4) {
+            0 => 0,
+            1 => 1 + self.net.below(len as u32) as usize,
+            _ => len,
+        }
+    }
+
+    /// One round over every peer; true if anything moved.
+    fn pump(&mut self, full: bool) -> Result<bool, String> {
+        let mut moved = false;
+        for p in 0..self.peers.len() {
+            moved |= self.pump_peer(p, full)?;
+        }
+        Ok(moved)
+    }
+
+    fn pump_peer(&mut self, p: usize, full: bool) -> Result<bool, String> {
+        let mut moved = false;
+        let now = self.now;
+        let peer = &mut self.peers[p];
+        let Some(link) = peer.link.as_mut() else {
+            return Ok(false);
+        };
+        let client = &mut peer.client;
+        if !client.stalled && !client.out.is_empty() {
+            link.up.push(&client.out);
+            client.out.clear();
+            client.last_send_ms = now;
+        }
+        let n = link.up.len();
+        let n = if link.server_done { 0 } else { n };
+        let wants = link.server.wants_input();
+        let n = if wants { self.portion(n, full) } else { 0 };
+        let link = self.peers[p].link.as_mut().expect("checked");
+        if n > 0 {
+            let bytes = link.up.take(n);
+            self.trace.write_u64(p as u64 * 2);
+            self.trace.write(bytes);
+            self.stats.bytes += n as u64;
+            self.stats.core_ops += 1;
+            link.server.handle_input(bytes, now);
+            moved = true;
+        }
+        self.drain(p)?;
+        moved |= self.flush_server(p);
+        let stalled = self.peers[p].client.stalled;
+        let down = self.peers[p].link.as_ref().map_or(0, |l| l.down.len());
+        let n = if stalled { 0 } else { self.portion(down, full) };
+        if n > 0 {
+            let peer = &mut self.peers[p];
+            let link = peer.link.as_mut().expect("checked");
+            let bytes = link.down.take(n);
+            self.trace.write_u64(p as u64 * 2 + 1);
+            self.trace.write(bytes);
+            self.stats.bytes += n as u64;
+            peer.client
+                .feed(bytes)
+                .map_err(|e| format!("client {p}: {e}"))?;
+            moved = true;
+        }
+        let peer = &mut self.peers[p];
+        if let Some(link) = &peer.link {
+            if link.server_done && link.down.len() == 0 && !peer.client.stalled {
+                peer.client
+                    .on_eof()
+                    .map_err(|e| format!("client {p}: {e}"))?;
+                peer.link = None;
+                peer.client.reset();
+                moved = true;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Server output onto the wire; notes a closed connection.
+    fn flush_server(&mut self, p: usize) -> bool {
+        let Some(link) = self.peers[p].link.as_mut() else {
+            return false;
+        };
+        let mut moved = false;
+        let out = link.server.output();
+        if !out.is_empty() {
+            link.down.push(out);
+            out.clear();
+            moved = true;
+        }
+        if link.server.is_closed() && !link.server_done {
+            link.server_done = true;
+            moved = true;
+        }
+        moved
+    }
+
+    /// Every command peer `p`'s connection produced goes to the broker, each followed by the
+    /// broker's events and the oracle's checks.
+    fn drain(&mut self, p: usize) -> R {
+        loop {
+            let Some(link) = self.peers[p].link.as_mut() else {
+                return Ok(());
+            };
+            let Some(cmd) = link.server.poll_command() else {
+                return Ok(());
+            };
+            let id = link.id;
+            self.model.on_command(id, &cmd);
+            self.broker.handle(id, cmd);
+            self.stats.commands += 1;
+            self.stats.core_ops += 1;
+            self.events()?;
+            self.model.end_command()?;
+            self.model.compare(&self.broker, false)?;
+        }
+    }
+
+    /// Broker events: checked by the oracle, then handed to their connections.
+    fn events(&mut self) -> R {
+        while let Some((id, ev)) = self.broker.poll_event() {
+            self.stats.events += 1;
+            self.stats.core_ops += 1;
+            let expect = self.model.on_event(id, &ev)?;
+            let Some(&p) = self.owner.get(id.0 as usize) else {
+                continue;
+            };
+            let now = self.now;
+            let peer = &mut self.peers[p];
+            let Some(link) = peer.link.as_mut().filter(|l| l.id == id) else {
+                continue;
+            };
+            if let Some(e) = expect {
+                peer.client.expected.push_back(e);
+            }
+            link.server.handle_event(ev, now);
+        }
+        Ok(())
+    }
+
+    /// Delivers everything in flight until nothing moves, then checks the whole state.
+    pub fn settle(&mut self) -> R {
+        let mut rounds = 0;
+        while self.pump(true)? {
+            rounds += 1;
+            if rounds > 10_000 {
+                return Err("the world does not quiesce".into());
+            }
+        }
+        self.model.check_quiet()?;
+        self.model.compare(&self.broker, true)?;
+        for (i, peer) in self.peers.iter().enumerate() {
+            let c = &peer.client;
+            if peer.link.is_none() || c.stalled || c.phase != Phase::Open {
+                continue;
+            }
+            if let Some(e) = c.expected.front() {
+                return Err(format!(
+                    "client {i}: {} thing(s) the broker sent never arrived, first {} on channel {}",
+                    c.expected.len(),
+                    e.method.name(),
+                    e.channel
+                ));
+            }
+            for (n, ch) in c.chans.iter().enumerate() {
+                let wedged = ch.crossed && self.opts.workarounds.wedged_close;
+                let waiting = match ch.state {
+                    ChState::Opening => Some("channel.open"),
+                    ChState::Closing if !wedged => Some("channel.close"),
+                    ChState::Open if !ch.pending_consumes.is_empty() => Some("basic.consume"),
+                    ChState::Open if !ch.pending_gets.is_empty() => Some("basic.get"),
+                    _ => None,
+                };
+                if let Some(what) = waiting {
+                    return Err(format!(
+                        "client {i}: {what} on channel {n} was never answered{}",
+                        if ch.crossed {
+                            " (it crossed a channel.close from the server)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Time
+    // -----------------------------------------------------------------------------------------
+
+    fn next_timer(&self) -> Option<u64> {
+        let mut next = self.broker.poll_timeout();
+        let mut take = |t: Option<u64>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n: u64| n.min(t)));
+            }
+        };
+        for peer in &self.peers {
+            let Some(link) = &peer.link else { continue };
+            if !link.server_done {
+                take(link.server.poll_timeout());
+            }
+            let c = &peer.client;
+            if c.heartbeat_ms > 0
+                && !c.stalled
+                && matches!(c.phase, Phase::Opening | Phase::Open | Phase::Closing)
+            {
+                take(Some(c.last_send_ms + c.heartbeat_ms / 2));
+            }
+        }
+        next
+    }
+
+    /// Moves virtual time on by `ms`, firing every timer due on the way, in order.
+    fn advance(&mut self, ms: u64) -> R {
+        let target = self.now + ms;
+        let mut fired = 0;
+        while let Some(t) = self.next_timer().filter(|&t| t <= target) {
+            fired += 1;
+            if fired > 100_000 {
+                return Err(format!("a timer keeps firing at {t} ms"));
+            }
+            self.now = self.now.max(t);
+            self.fire()?;
+        }
+        self.now = target;
+        self.fire()
+    }
+
+    fn fire(&mut self) -> R {
+        let now = self.now;
+        self.broker.handle_timeout(now);
+        self.stats.core_ops += 1;
+        self.events()?;
+        self.model.end_command()?;
+        for p in 0..self.peers.len() {
+            let peer = &mut self.peers[p];
+            if let Some(link) = peer.link.as_mut() {
+                if link.server.poll_timeout().is_some_and(|t| t <= now) {
+                    link.server.handle_timeout(now);
+                    self.stats.core_ops += 1;
+                }
+            }
+            let c = &mut peer.client;
+            if peer.link.is_some()
+                && c.heartbeat_ms > 0
+                && !c.stalled
+                && matches!(c.phase, Phase::Opening | Phase::Open | Phase::Closing)
+                && c.last_send_ms + c.heartbeat_ms / 2 <= now
+            {
+                c.send_heartbeat();
+                c.last_send_ms = now;
+            }
+            self.drain(p)?;
+            self.flush_server(p);
+        }
+        self.pump(true)?;
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Operations
+    // -----------------------------------------------------------------------------------------
+
+    fn exec(&mut self, op: &Op) -> R {
+        let n = self.peers.len();
+        let (c, ch) = match *op {
+            Op::Advance { ms } => return self.advance(u64::from(ms)),
+            Op::Settle_ => return self.settle(),
+            Op::Stall { c, on } => {
+                self.peers[usize::from(c) % n].client.stalled = on;
+                return Ok(());
+            }
+            Op::Connect { c } | Op::Close { c } | Op::Kill { c } => (c, 0),
+            Op::OpenChannel { c, ch }
+            | Op::CloseChannel { c, ch }
+            | Op::ExDeclare { c, ch, .. }
+            | Op::ExDelete { c, ch, .. }
+            | Op::ExBind { c, ch, .. }
+            | Op::QDeclare { c, ch, .. }
+            | Op::QDelete { c, ch, .. }
+            | Op::QBind { c, ch, .. }
+            | Op::QPurge { c, ch, .. }
+            | Op::Qos { c, ch, .. }
+            | Op::Consume { c, ch, .. }
+            | Op::Cancel { c, ch, .. }
+            | Op::Get { c, ch, .. }
+            | Op::Settle { c, ch, .. }
+            | Op::Recover { c, ch }
+            | Op::Publish { c, ch, .. }
+            | Op::Confirm { c, ch }
+            | Op::TxSelect { c, ch }
+            | Op::TxCommit { c, ch }
+            | Op::TxRollback { c, ch }
+            | Op::Error { c, ch, .. } => (c, ch),
+        };
+        let p = usize::from(c) % n;
+        if self.peers[p].client.stalled {
+            return Ok(());
+        }
+        if matches!(op, Op::Kill { .. }) {
+            return self.kill(p);
+        }
+        match self.peers[p].client.phase {
+            Phase::Down => return self.connect(p),
+            Phase::Closing | Phase::Dead => return Ok(()),
+            Phase::Opening | Phase::Open => {}
+        }
+        if matches!(op, Op::Connect { .. }) {
+            return Ok(());
+        }
+        if matches!(op, Op::Close { .. }) {
+            let cl = &mut self.peers[p].client;
+            cl.send(
+                0,
+                ConnectionClose {
+                    reply_code: 200,
+                    reply_text: "bye".into(),
+                    class_id: 0,
+                    method_id: 0,
+                },
+            );
+            cl.phase = Phase::Closing;
+            return Ok(());
+        }
+        let chn = 1 + u16::from(ch) % MAX_CHANNELS;
+        if let Op::Error { kind: 10, .. } = op {
+            // A method on a channel that was never opened: the connection (not the broker)
+            // closes everything with 504.
+            let cl = &mut self.peers[p].client;
+            cl.send(9, QueueDeclare::default());
+            cl.local_close = Some(504);
+            return Ok(());
+        }
+        let state = self.peers[p].client.chan(chn).state;
+        match state {
+            ChState::Closed => {
+                let cl = &mut self.peers[p].client;
+                cl.send(chn, ChannelOpen::default());
+                cl.chan(chn).state = ChState::Opening;
+                return Ok(());
+            }
+            ChState::Closing => return Ok(()),
+            ChState::Opening | ChState::Open => {}
+        }
+        self.channel_op(p, chn, op);
+        Ok(())
+    }
+
+    fn connect(&mut self, p: usize) -> R {
+        let id = ConnId(self.owner.len() as u64);
+        self.owner.push(p);
+        self.stats.connections += 1;
+        let small_frames = self.net.chance(20);
+        let heartbeat = if self.net.chance(40) {
+            1 + self.net.below(4) as u16
+        } else {
+            0
+        };
+        let cancel_notify = self.peers[p].cancel_notify;
+        let now = self.now;
+        let server = Connection::new(self.config.clone(), now);
+        let peer = &mut self.peers[p];
+        peer.client.reset();
+        let c = &mut peer.client;
+        c.phase = Phase::Opening;
+        c.frame_max = if small_frames { 4096 } else { 131_072 };
+        c.heartbeat_ms = u64::from(heartbeat) * 1000;
+        c.last_send_ms = now;
+        c.out.extend_from_slice(&PROTOCOL_HEADER);
+        let mut caps = FieldTable::default();
+        for cap in ["publisher_confirms", "basic.nack", "connection.blocked"] {
+            caps.insert(cap, FieldValue::Bool(true));
+        }
+        if cancel_notify {
+            caps.insert("consumer_cancel_notify", FieldValue::Bool(true));
+        }
+        let mut props = FieldTable::default();
+        props.insert("product", FieldValue::LongStr(LongStr::from("warren-sim")));
+        props.insert("capabilities", FieldValue::Table(caps));
+        c.send(
+            0,
+            ConnectionStartOk {
+                client_properties: props,
+                mechanism: "PLAIN".into(),
+                response: LongStr::from("\0guest\0guest"),
+                locale: "en_US".into(),
+            },
+        );
+        c.send(
+            0,
+            ConnectionTuneOk {
+                channel_max: 16,
+                frame_max: c.frame_max,
+                heartbeat,
+            },
+        );
+        c.send(
+            0,
+            ConnectionOpen {
+                virtual_host: "/".into(),
+                ..Default::default()
+            },
+        );
+        peer.link = Some(Link {
+            id,
+            server,
+            up: Pipe::default(),
+            down: Pipe::default(),
+            server_done: false,
+        });
+        Ok(())
+    }
+
+    /// The client dies: some of what it wrote arrives, then the server sees EOF.
+    fn kill(&mut self, p: usize) -> R {
+        let now = self.now;
+        let peer = &mut self.peers[p];
+        let Some(link) = peer.link.as_mut() else {
+            return Ok(());
+        };
+        let client = &mut peer.client;
+        link.up.push(&client.out);
+        client.out.clear();
+        let waiting = link.up.len();
+        let n = if waiting == 0 || link.server_done {
+            0
+        } else {
+            self.net.below(waiting as u32 + 1) as usize
+        };
+        let link = self.peers[p].link.as_mut().expect("checked");
+        if n > 0 && link.server.wants_input() {
+            let bytes = link.up.take(n);
+            self.trace.write(bytes);
+            link.server.handle_input(bytes, now);
+            self.stats.core_ops += 1;
+        }
+        self.drain(p)?;
+        if let Some(link) = self.peers[p].link.as_mut() {
+            link.server.handle_eof();
+            self.stats.core_ops += 1;
+        }
+        self.drain(p)?;
+        let peer = &mut self.peers[p];
+        peer.link = None;
+        peer.client.reset();
+        Ok(())
+    }
+
+    fn queue_name(&self, p: usize, q: u8) -> ShortStr {
+        if q < QUEUES {
+            return ShortStr::from(format!("q{q}"));
+        }
+        if q == QUEUES {
+            let named = &self.peers[p].client.server_named;
+            return match named.last() {
+                Some(n) => n.clone(),
+                None => ShortStr::from(""),
+            };
+        }
+        ShortStr::from("missing-q")
+    }
+
+    fn channel_op(&mut self, p: usize, chn: u16, op: &Op) {
+        let qname = |s: &Sim, q: u8| s.queue_name(p, q);
+        match *op {
+            Op::OpenChannel { .. } => {}
+            Op::CloseChannel { .. } => {
+                let cl = &mut self.peers[p].client;
+                cl.send(
+                    chn,
+                    ChannelClose {
+                        reply_code: 200,
+                        reply_text: "bye".into(),
+                        class_id: 0,
+                        method_id: 0,
+                    },
+                );
+                cl.chan(chn).state = ChState::Closing;
+            }
+            Op::ExDeclare {
+                x,
+                deviate,
+                passive,
+                ..
+            } => {
+                let (mut kind, mut durable, mut auto_delete, mut internal) = exchange_shape(x);
+                match deviate {
+                    1 => {
+                        kind = exchange_shape(x + 1).0;
+                        if kind == exchange_shape(x).0 {
+                            kind = "direct";
+                        }
+                    }
+                    2 => durable = !durable,
+                    3 => auto_delete = !auto_delete,
+                    4 => internal = !internal,
+                    _ => {}
+                }
+                self.peers[p].client.send(
+                    chn,
+                    ExchangeDeclare {
+                        exchange: ShortStr::from(exchange_name(x % EXCHANGES)),
+                        kind: kind.into(),
+                        passive,
+                        durable,
+                        auto_delete,
+                        internal,
+                        ..Default::default()
+                    },
+                );
+            }
+            Op::ExDelete { x, if_unused, .. } => {
+                self.peers[p].client.send(
+                    chn,
+                    ExchangeDelete {
+                        exchange: exchange_name(x).into(),
+                        if_unused,
+                        ..Default::default()
+                    },
+                );
+            }
+            Op::ExBind {
+                dst,
+                src,
+                key,
+                unbind,
+                ..
+            } => {
+                let (destination, source) = (exchange_name(dst).into(), exchange_name(src).into());
+                let routing_key: ShortStr = BINDING_KEYS[usize::from(key)].into();
+                let cl = &mut self.peers[p].client;
+                if unbind {
+                    cl.send(
+                        chn,
+                        ExchangeUnbind {
+                            destination,
+                            source,
+                            routing_key,
+                            ..Default::default()
+                        },
+                    );
+                } else {
+                    cl.send(
+                        chn,
+                        ExchangeBind {
+                            destination,
+                            source,
+                            routing_key,
+                            ..Default::default()
+                        },
+                    );
+                }
+            }
+            Op::QDeclare {
+                q,
+                deviate,
+                passive,
+                ..
+            } => {
+                let (queue, flags) = if q < QUEUES {
+                    (qname(self, q), queue_flags(q))
+                } else if passive {
+                    (qname(self, QUEUES), (false, false, false, false))
+                } else {
+                    let flags = match deviate {
+                        0 => (false, true, false, false),
+                        1 => (false, false, true, false),
+                        _ => (false, false, false, false),
+                    };
+                    (ShortStr::from(""), flags)
+                };
+                let (mut durable, mut exclusive, mut auto_delete, mut lazy) = flags;
+                if q < QUEUES {
+                    match deviate {
+                        1 => durable = !durable,
+                        2 => exclusive = !exclusive,
+                        3 => auto_delete = !auto_delete,
+                        4 => lazy = !lazy,
+                        _ => {}
+                    }
+                }
+                let mut arguments = FieldTable::default();
+                if lazy {
+                    arguments.insert("x-queue-mode", FieldValue::LongStr("lazy".into()));
+                }
+                self.peers[p].client.send(
+                    chn,
+                    QueueDeclare {
+                        queue,
+                        passive,
+                        durable,
+                        exclusive,
+                        auto_delete,
+                        arguments,
+                        ..Default::default()
+                    },
+                );
+            }
+            Op::QDelete {
+                q,
+                if_unused,
+                if_empty,
+                ..
+            } => {
+                let queue = qname(self, q);
+                self.peers[p].client.send(
+                    chn,
+                    QueueDelete {
+                        queue,
+                        if_unused,
+                        if_empty,
+                        ..Default::default()
+                    },
+                );
+            }
+            Op::QBind {
+                q,
+                x,
+                key,
+                args,
+                unbind,
+                ..
+            } => {
+                let queue = qname(self, q);
+                let exchange: ShortStr = exchange_name(x).into();
+                let routing_key: ShortStr = BINDING_KEYS[usize::from(key)].into();
+                let arguments = binding_args(args);
+                let cl = &mut self.peers[p].client;
+                if unbind {
+                    cl.send(
+                        chn,
+                        QueueUnbind {
+                            queue,
+                            exchange,
+                            routing_key,
+                            arguments,
+                            ..Default::default()
+                        },
+                    );
+                } else {
+                    cl.send(
+                        chn,
+                        QueueBind {
+                            queue,
+                            exchange,
+                            routing_key,
+                            arguments,
+                            ..Default::default()
+                        },
+                    );
+                }
+            }
+            Op::QPurge { q, .. } => {
+                let queue = qname(self, q);
+                self.peers[p].client.send(
+                    chn,
+                    QueuePurge {
+                        queue,
+                        ..Default::default()
+                    },
+                );
+            }
+            Op::Qos { count, global, .. } => {
+                self.peers[p].client.send(
+                    chn,
+                    BasicQos {
+                        prefetch_size: 0,
+                        prefetch_count: u16::from(count),
+                        global,
+                    },
+                );
+            }
+            Op::Consume {
+                q,
+                no_ack,
+                exclusive,
+                named,
+                ..
+            } => {
+                let queue = qname(self, q);
+                let cl = &mut self.peers[p].client;
+                let consumer_tag = if named {
+                    cl.next_ctag += 1;
+                    ShortStr::from(format!("t{}", cl.next_ctag))
+                } else {
+                    ShortStr::from("")
+                };
+                cl.chan(chn).pending_consumes.push_back(no_ack);
+                cl.send(
+                    chn,
+                    BasicConsume {
+                        queue,
+                        consumer_tag,
+                        no_ack,
+                        exclusive,
+                        ..Default::default()
+                    },
+                );
+            }
+            Op::Cancel { pick, .. } => {
+                let cl = &mut self.peers[p].client;
+                let c = cl.chan(chn);
+                let consumer_tag = if c.active.is_empty() {
+                    ShortStr::from("nope")
+                } else {
+                    c.active[usize::from(pick) % c.active.len()].clone()
+                };
+                cl.send(
+                    chn,
+                    BasicCancel {
+                        consumer_tag,
+                        no_wait: false,
+                    },
+                );
+            }
+            Op::Get { q, no_ack, .. } => {
+                let queue = qname(self, q);
+                let cl = &mut self.peers[p].client;
+                cl.chan(chn).pending_gets.push_back(no_ack);
+                cl.send(
+                    chn,
+                    BasicGet {
+                        queue,
+                        no_ack,
+                        ..Default::default()
+                    },
+                );
+            }
+            Op::Settle {
+                pick,
+                how,
+                multiple,
+                requeue,
+                ..
+            } => {
+                let cl = &mut self.peers[p].client;
+                let c = cl.chan(chn);
+                if c.unacked.is_empty() {
+                    return;
+                }
+                let multiple = multiple && how != How::Reject;
+                let tag = if multiple && pick % 5 == 0 {
+                    0
+                } else {
+                    c.unacked[usize::from(pick) % c.unacked.len()]
+                };
+                if multiple {
+                    c.unacked.retain(|&t| tag != 0 && t > tag);
+                } else {
+                    c.unacked.retain(|&t| t != tag);
+                }
+                match how {
+                    How::Ack => cl.send(
+                        chn,
+                        BasicAck {
+                            delivery_tag: tag,
+                            multiple,
+                        },
+                    ),
+                    How::Nack => cl.send(
+                        chn,
+                        BasicNack {
+                            delivery_tag: tag,
+                            multiple,
+                            requeue,
+                        },
+                    ),
+                    How::Reject => cl.send(
+                        chn,
+                        BasicReject {
+                            delivery_tag: tag,
+                            requeue,
+                        },
+                    ),
+                }
+            }
+            Op::Recover { .. } => self.peers[p]
+                .client
+                .send(chn, BasicRecover { requeue: true }),
+            Op::Publish {
+                x,
+                key,
+                mandatory,
+                persistent,
+                headers,
+                size,
+                count,
+                ..
+            } => {
+                let in_tx = self.peers[p].client.chan(chn).tx;
+                let mandatory = mandatory && !(in_tx && self.opts.workarounds.no_tx_mandatory);
+                let exchange: ShortStr = exchange_name(x).into();
+                let routing_key: ShortStr = PUBLISH_KEYS[usize::from(key)].into();
+                let props = message_properties(persistent, headers);
+                for _ in 0..count {
+                    let id = self.next_msg;
+                    self.next_msg += 1;
+                    let body = message_body(id, size);
+                    self.peers[p].client.send_publish(
+                        chn,
+                        BasicPublish {
+                            exchange: exchange.clone(),
+                            routing_key: routing_key.clone(),
+                            mandatory,
+                            ..Default::default()
+                        },
+                        &props,
+                        &body,
+                    );
+                }
+            }
+            Op::Confirm { .. } => {
+                let cl = &mut self.peers[p].client;
+                if cl.chan(chn).tx {
+                    return;
+                }
+                cl.chan(chn).confirm = true;
+                cl.send(chn, ConfirmSelect { nowait: false });
+            }
+            Op::TxSelect { .. } => {
+                let cl = &mut self.peers[p].client;
+                if cl.chan(chn).confirm {
+                    return;
+                }
+                cl.chan(chn).tx = true;
+                cl.send(chn, TxSelect);
+            }
+            Op::TxCommit { .. } | Op::TxRollback { .. } => {
+                let cl = &mut self.peers[p].client;
+                if !cl.chan(chn).tx {
+                    return;
+                }
+                if matches!(op, Op::TxCommit { .. }) {
+                    cl.send(chn, TxCommit);
+                } else {
+                    cl.send(chn, TxRollback);
+                }
+            }
+            Op::Error { kind, pick, .. } => self.error_op(p, chn, kind, pick),
+            _ => {}
+        }
+    }
+
+    /// Deliberate protocol errors.
+    fn error_op(&mut self, p: usize, chn: u16, kind: u8, pick: u8) {
+        let cl = &mut self.peers[p].client;
+        let bogus = cl.chan(chn).max_tag + 1000;
+        match kind {
+            0 => cl.send(
+                chn,
+                BasicAck {
+                    delivery_tag: bogus,
+                    multiple: false,
+                },
+            ),
+            1 => cl.send(
+                chn,
+                BasicReject {
+                    delivery_tag: bogus,
+                    requeue: true,
+                },
+            ),
+            2 => cl.send(
+                chn,
+                BasicNack {
+                    delivery_tag: bogus,
+                    multiple: true,
+                    requeue: false,
+                },
+            ),
+            3 => {
+                let q = pick % QUEUES;
+                let (durable, exclusive, auto_delete, _) = queue_flags(q);
+                cl.send(
+                    chn,
+                    QueueDeclare {
+                        queue: format!("q{q}").as_str().into(),
+                        durable: !durable,
+                        exclusive,
+                        auto_delete,
+                        ..Default::default()
+                    },
+                );
+            }
+            4 => cl.send(
+                chn,
+                BasicConsume {
+                    queue: "missing-q".into(),
+                    consumer_tag: "missing".into(),
+                    ..Default::default()
+                },
+            ),
+            5 => {
+                cl.chan(chn).pending_gets.push_back(true);
+                cl.send(
+                    chn,
+                    BasicGet {
+                        queue: "missing-q".into(),
+                        no_ack: true,
+                        ..Default::default()
+                    },
+                );
+            }
+            6 => cl.send(
+                chn,
+                QueueBind {
+                    queue: format!("q{}", pick % QUEUES).as_str().into(),
+                    exchange: "missing-x".into(),
+                    ..Default::default()
+                },
+            ),
+            7 => {
+                let id = self.next_msg;
+                self.next_msg += 1;
+                let cl = &mut self.peers[p].client;
+                cl.send_publish(
+                    chn,
+                    BasicPublish {
+                        exchange: "missing-x".into(),
+                        routing_key: "a".into(),
+                        ..Default::default()
+                    },
+                    &[0, 0],
+                    &message_body(id, 0),
+                );
+            }
+            8 => cl.send(
+                chn,
+                ExchangeDeclare {
+                    exchange: "amq.custom".into(),
+                    kind: "direct".into(),
+                    ..Default::default()
+                },
+            ),
+            9 => cl.send(
+                chn,
+                ExchangeDelete {
+                    exchange: "amq.direct".into(),
+                    ..Default::default()
+                },
+            ),
+            11 => {
+                if cl.chan(chn).tx {
+                    cl.send(chn, ConfirmSelect { nowait: false });
+                } else {
+                    cl.send(chn, TxCommit);
+                }
+            }
+            12 => {
+                let c = cl.chan(chn);
+                let tag = match c.active.first() {
+                    Some(t) => t.clone(),
+                    None => {
+                        cl.next_ctag += 1;
+                        let t = ShortStr::from(format!("t{}", cl.next_ctag));
+                        cl.chan(chn).pending_consumes.push_back(false);
+                        cl.send(
+                            chn,
+                            BasicConsume {
+                                queue: "q0".into(),
+                                consumer_tag: t.clone(),
+                                ..Default::default()
+                            },
+                        );
+                        t
+                    }
+                };
+                cl.send(
+                    chn,
+                    BasicConsume {
+                        queue: "q0".into(),
+                        consumer_tag: tag,
+                        ..Default::default()
+                    },
+                );
+            }
+            _ => match pick % 4 {
+                0 => cl.send(chn, ChannelFlow { active: false }),
+                1 => cl.send(
+                    chn,
+                    BasicQos {
+                        prefetch_size: 10,
+                        prefetch_count: 1,
+                        global: false,
+                    },
+                ),
+                2 => cl.send(chn, BasicRecover { requeue: false }),
+                _ => cl.send(
+                    chn,
+                    ExchangeDeclare {
+                        exchange: "x-odd".into(),
+                        kind: "no-such-type".into(),
+                        ..Default::default()
+                    },
+                ),
+            },
+        }
+    }
+}
+
+/// Binding arguments by index (for headers exchanges; ignored by the others, but part of the
+/// binding's identity).
+fn binding_args(i: u8) -> FieldTable {
+    let s = |v: &str| FieldValue::LongStr(LongStr::from(v));
+    let mut t = FieldTable::default();
+    match i {
+        1 => {
+            t.insert("x-match", s("all"));
+            t.insert("h1", s("1"));
+        }
+        2 => {
+            t.insert("x-match", s("any"));
+            t.insert("h1", s("1"));
+            t.insert("h2", s("2"));
+        }
+        3 => {
+            t.insert("x-match", s("all"));
+            t.insert("h1", s("1"));
+            t.insert("h2", s("2"));
+        }
+        4 => {
+            t.insert("h2", s("2"));
+        }
+        5 => {
+            t.insert("x-match", s("any"));
+            t.insert("h1", s("9"));
+        }
+        _ => {}
+    }
+    t
+}
+
+fn message_properties(persistent: bool, headers: u8) -> Vec<u8> {
+    let s = |v: &str| FieldValue::LongStr(LongStr::from(v));
+    let headers = match headers {
+        1 => Some([("h1", "1")].as_slice()),
+        2 => Some([("h2", "2")].as_slice()),
+        3 => Some([("h1", "1"), ("h2", "2")].as_slice()),
+        4 => Some([("h1", "9")].as_slice()),
+        _ => None,
+    }
+    .map(|pairs| {
+        let mut t = FieldTable::default();
+        for (k, v) in pairs {
+            t.insert(*k, s(v));
+        }
+        t
+    });
+    let props = BasicProperties {
+        delivery_mode: Some(if persistent { 2 } else { 1 }),
+        headers,
+        ..Default::default()
+    };
+    let mut raw = Vec::new();
+    props.encode(&mut raw);
+    raw
+}
+
+/// An 8-byte id, then filler whose length depends on `size` (mostly small, sometimes several
+/// frames at a 4 KiB frame_max).
+fn message_body(id: u64, size: u8) -> Bytes {
+    let extra = match size {
+        0..=11 => usize::from(size) * 3,
+        12..=17 => 100 * usize::from(size),
+        18 => 5_000 + (id as usize % 3_000),
+        _ => 0,
+    };
+    let mut b = Vec::with_capacity(8 + extra);
+    b.extend_from_slice(&id.to_be_bytes());
+    b.extend((0..extra).map(|i| (i as u8).wrapping_mul(31).wrapping_add(id as u8)));
+    Bytes::from(b)
+}
