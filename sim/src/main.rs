@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 use warren_sim::{run_seed, shrink, Stats, Workarounds};
 
 const USAGE: &str = "usage:
-  warren-sim run    [--seeds N] [--first S] [--steps N] [--strict]
-  warren-sim replay --seed S [--steps N] [--ops I,J,..] [--strict] [--verbose]
-  warren-sim shrink --seed S [--steps N] [--strict]
-  warren-sim soak   --seconds T [--steps N] [--first S] [--out FILE] [--strict]
+  warren-sim run    [--seeds N] [--first S] [--steps N] [W]
+  warren-sim replay --seed S [--steps N] [--ops I,J,..] [--verbose] [W]
+  warren-sim shrink --seed S [--steps N] [W]
+  warren-sim soak   --seconds T [--steps N] [--first S] [--out FILE] [W]
 
---strict turns off the workarounds for known core bugs (see sim/regressions.txt).";
+W: --workarounds LIST picks the workarounds for known core bugs (comma-separated names,
+   'all' (the default) or 'none'; see sim/regressions.txt); --strict is --workarounds none.";
 
 struct Args {
     cmd: String,
@@ -22,7 +23,7 @@ struct Args {
     ops: Option<Vec<usize>>,
     seconds: u64,
     out: Option<String>,
-    strict: bool,
+    w: Workarounds,
     verbose: bool,
 }
 
@@ -38,7 +39,7 @@ fn parse() -> Result<Args, String> {
         ops: None,
         seconds: 60,
         out: None,
-        strict: false,
+        w: Workarounds::all(),
         verbose: false,
     };
     while let Some(flag) = it.next() {
@@ -60,7 +61,8 @@ fn parse() -> Result<Args, String> {
                         .collect::<Result<_, _>>()?,
                 )
             }
-            "--strict" => a.strict = true,
+            "--strict" => a.w = Workarounds::default(),
+            "--workarounds" => a.w = Workarounds::parse(&val()?)?,
             "--verbose" => a.verbose = true,
             _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
         }
@@ -68,44 +70,44 @@ fn parse() -> Result<Args, String> {
     Ok(a)
 }
 
-fn workarounds(strict: bool) -> Workarounds {
-    if strict {
-        Workarounds::default()
-    } else {
-        Workarounds::all()
+/// The command-line flag that selects `w` ("" for the default).
+fn wflag(w: &Workarounds) -> String {
+    match w.names().as_str() {
+        "all" => String::new(),
+        names => format!(" --workarounds {names}"),
     }
 }
 
-fn replay_line(seed: u64, steps: usize, ops: Option<&[usize]>, strict: bool) -> String {
+fn replay_line(seed: u64, steps: usize, ops: Option<&[usize]>, w: &Workarounds) -> String {
     let mut s =
         format!("cargo run -p warren-sim --release -- replay --seed {seed} --steps {steps}");
     if let Some(ops) = ops {
         let list: Vec<String> = ops.iter().map(|i| i.to_string()).collect();
         s.push_str(&format!(" --ops {}", list.join(",")));
     }
-    if strict {
-        s.push_str(" --strict");
-    }
+    s.push_str(&wflag(w));
     s
 }
 
-fn report_failure(seed: u64, steps: usize, strict: bool, f: &warren_sim::Failure) {
+fn report_failure(seed: u64, steps: usize, w: &Workarounds, f: &warren_sim::Failure) {
     eprintln!("FAILED seed {seed} at step {}: {}", f.step, f.invariant);
-    eprintln!("  replay: {}", replay_line(seed, steps, None, strict));
+    eprintln!("  replay: {}", replay_line(seed, steps, None, w));
     eprintln!(
         "  shrink: cargo run -p warren-sim --release -- shrink --seed {seed} --steps {steps}{}",
-        if strict { " --strict" } else { "" }
+        wflag(w)
     );
 }
 
 fn rate(stats: &Stats, t: Duration) -> String {
     let s = t.as_secs_f64().max(1e-9);
     format!(
-        "{} steps, {} core ops ({} commands, {} events), {} deliveries, {} confirms, {} errors, {} connections, {:.1} MB in {:.2}s: {:.0} steps/s, {:.2}M core ops/s",
+        "{} steps, {} core ops ({} commands, {} events), {} published ({} queue copies), {} deliveries, {} confirms, {} errors, {} connections, {:.1} MB in {:.2}s: {:.0} steps/s, {:.2}M core ops/s",
         stats.steps,
         stats.core_ops,
         stats.commands,
         stats.events,
+        stats.published,
+        stats.routed,
         stats.delivered,
         stats.confirmed,
         stats.errors,
@@ -125,7 +127,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let w = workarounds(a.strict);
+    let w = a.w;
     // Panics are reported as failures with their seed; keep the default hook quiet.
     std::panic::set_hook(Box::new(|_| {}));
     match a.cmd.as_str() {
@@ -140,7 +142,7 @@ fn main() {
                 hash = (hash ^ out.trace).wrapping_mul(0x0100_0000_01b3);
                 if let Some(f) = &out.failure {
                     failed += 1;
-                    report_failure(seed, a.steps, a.strict, f);
+                    report_failure(seed, a.steps, &w, f);
                 }
             }
             println!(
@@ -177,7 +179,7 @@ fn main() {
             println!("seed {seed}: {}", rate(&out.stats, start.elapsed()));
             println!("trace hash {:016x}", out.trace);
             if let Some(f) = &out.failure {
-                report_failure(seed, a.steps, a.strict, f);
+                report_failure(seed, a.steps, &w, f);
                 std::process::exit(1);
             }
             println!("ok");
@@ -207,7 +209,7 @@ fn main() {
                     }
                     println!(
                         "replay: {}",
-                        replay_line(seed, a.steps, Some(&keep), a.strict)
+                        replay_line(seed, a.steps, Some(&keep), &w)
                     );
                 }
             }
@@ -225,7 +227,7 @@ fn main() {
                 total.add(&out.stats);
                 seeds += 1;
                 if let Some(f) = &out.failure {
-                    report_failure(seed, a.steps, a.strict, f);
+                    report_failure(seed, a.steps, &w, f);
                     let line = format!("{seed} {} step {}: {}", a.steps, f.step, f.invariant);
                     if let Some(path) = &a.out {
                         if let Ok(mut file) = std::fs::OpenOptions::new()

@@ -422,6 +422,9 @@ pub struct Model {
     pub delivered: u64,
     pub confirmed: u64,
     pub errors: u64,
+    pub published: u64,
+    pub routed: u64,
+    pub error_kinds: BTreeMap<String, u64>,
 }
 
 impl Model {
@@ -439,6 +442,9 @@ impl Model {
             delivered: 0,
             confirmed: 0,
             errors: 0,
+            published: 0,
+            routed: 0,
+            error_kinds: BTreeMap::new(),
         };
         for (name, kind) in [
             ("", Kind::Direct),
@@ -545,6 +551,10 @@ impl Model {
 
     fn raise(&mut self, conn: ConnId, channel: u16, f: Fault, class_id: u16, method_id: u16) {
         self.errors += 1;
+        if std::env::var_os("SIM_ERRORS").is_some() {
+            let key: String = f.text.chars().take(60).collect();
+            *self.error_kinds.entry(format!("{key} ({class_id}.{method_id})")).or_default() += 1;
+        }
         if f.conn {
             self.close_connection(conn);
             self.expect(
@@ -820,15 +830,15 @@ impl Model {
                 }
                 let name = self.resolve(conn, ch, &m.queue)?;
                 let id = self.usable(conn, &name)?;
-                if !self.strict.consumer_tag_first {
-                    reused(self)?;
-                }
                 let q = &self.queues[&id];
                 if q.has_exclusive_consumer || (m.exclusive && !q.consumers.is_empty()) {
                     return Err(ch_err(
                         403,
                         format_args!("queue '{name}' in vhost '/' in exclusive use"),
                     ));
+                }
+                if !self.strict.consumer_tag_first {
+                    reused(self)?;
                 }
                 let (tag, named) = if m.consumer_tag.is_empty() {
                     self.placeholder += 1;
@@ -1171,6 +1181,8 @@ impl Model {
         );
         let headers = peek_headers(props).ok().flatten();
         let queues = self.route(exchange, rk, headers.as_ref())?;
+        self.published += 1;
+        self.routed += queues.len() as u64;
         let c = self.chan(conn, ch);
         let seq = c.confirm.as_mut().map(|cf| {
             let s = cf.next_seq;

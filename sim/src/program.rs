@@ -225,10 +225,10 @@ pub fn gen_op(s: &mut dyn Source) -> Op {
         1,  // 2 kill
         3,  // 3 open channel
         2,  // 4 close channel
-        4,  // 5 exchange declare
+        5,  // 5 exchange declare
         1,  // 6 exchange delete
         3,  // 7 exchange bind/unbind
-        6,  // 8 queue declare
+        7,  // 8 queue declare
         1,  // 9 queue delete
         6,  // 10 queue bind/unbind
         1,  // 11 purge
@@ -248,7 +248,14 @@ pub fn gen_op(s: &mut dyn Source) -> Op {
         5,  // 25 advance
         2,  // 26 settle everything
     ];
-    let q = |s: &mut dyn Source| s.below(u32::from(QUEUES) + 2) as u8;
+    // Named queues mostly; sometimes a server-named one; rarely a missing one.
+    let q = |s: &mut dyn Source| {
+        if s.chance(4) {
+            QUEUES + 1
+        } else {
+            s.below(u32::from(QUEUES) + 1) as u8
+        }
+    };
     let x = |s: &mut dyn Source| s.below(u32::from(EXCHANGES) + 6) as u8;
     match s.weighted(&w) {
         0 => Op::Connect { c },
@@ -260,7 +267,7 @@ pub fn gen_op(s: &mut dyn Source) -> Op {
             c,
             ch,
             x: s.below(u32::from(EXCHANGES)) as u8,
-            deviate: if s.chance(8) { 1 + s.below(4) as u8 } else { 0 },
+            deviate: if s.chance(3) { 1 + s.below(4) as u8 } else { 0 },
             passive: s.chance(10),
         },
         6 => Op::ExDelete {
@@ -281,7 +288,7 @@ pub fn gen_op(s: &mut dyn Source) -> Op {
             c,
             ch,
             q: q(s),
-            deviate: if s.chance(6) { 1 + s.below(4) as u8 } else { 0 },
+            deviate: if s.chance(3) { 1 + s.below(4) as u8 } else { 0 },
             passive: s.chance(10),
         },
         9 => Op::QDelete {
@@ -348,7 +355,12 @@ pub fn gen_op(s: &mut dyn Source) -> Op {
             x: if s.chance(40) {
                 EXCHANGES + 4 // the default exchange
             } else {
-                x(s)
+                // Any but the missing one (publishing there is a deliberate error), and the
+                // internal one only rarely.
+                match s.below(u32::from(EXCHANGES) + 5) as u8 {
+                    4 if s.chance(90) => 7,
+                    x => x,
+                }
             },
             key: s.below(PUBLISH_KEYS.len() as u32) as u8,
             mandatory: s.chance(30),

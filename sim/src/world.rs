@@ -52,6 +52,47 @@ pub struct Workarounds {
 }
 
 impl Workarounds {
+    /// The workarounds named in a comma-separated list ("all", "none", or names).
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut w = Workarounds::default();
+        for name in list.split(',').filter(|s| !s.is_empty()) {
+            match name {
+                "all" => w = Workarounds::all(),
+                "none" => w = Workarounds::default(),
+                "no_tx_mandatory" => w.no_tx_mandatory = true,
+                "wedged_close" => w.wedged_close = true,
+                "lax_connection_close" => w.lax_connection_close = true,
+                "lax_consumer_tag" => w.lax_consumer_tag = true,
+                other => return Err(format!("unknown workaround '{other}'")),
+            }
+        }
+        Ok(w)
+    }
+
+    /// The list [`Workarounds::parse`] reads back.
+    pub fn names(&self) -> String {
+        let mut v = Vec::new();
+        if self.no_tx_mandatory {
+            v.push("no_tx_mandatory");
+        }
+        if self.wedged_close {
+            v.push("wedged_close");
+        }
+        if self.lax_connection_close {
+            v.push("lax_connection_close");
+        }
+        if self.lax_consumer_tag {
+            v.push("lax_consumer_tag");
+        }
+        if v.is_empty() {
+            "none".into()
+        } else if v.len() == 4 {
+            "all".into()
+        } else {
+            v.join(",")
+        }
+    }
+
     pub fn all() -> Self {
         Workarounds {
             no_tx_mandatory: true,
@@ -96,6 +137,8 @@ pub struct Stats {
     pub delivered: u64,
     pub confirmed: u64,
     pub errors: u64,
+    pub published: u64,
+    pub routed: u64,
 }
 
 impl Stats {
@@ -109,6 +152,8 @@ impl Stats {
         self.delivered += o.delivered;
         self.confirmed += o.confirmed;
         self.errors += o.errors;
+        self.published += o.published;
+        self.routed += o.routed;
     }
 }
 
@@ -251,6 +296,11 @@ impl Sim {
         self.stats.delivered = self.model.delivered;
         self.stats.confirmed = self.model.confirmed;
         self.stats.errors = self.model.errors;
+        self.stats.published = self.model.published;
+        for (k, v) in &self.model.error_kinds {
+            eprintln!("{v:8} {k}");
+        }
+        self.stats.routed = self.model.routed;
         Outcome {
             trace: self.trace.0,
             stats: self.stats,
@@ -259,6 +309,12 @@ impl Sim {
     }
 
     fn step(&mut self, op: &Op) -> R {
+        // Stalls end by themselves after a while (50 steps on average).
+        for p in 0..self.peers.len() {
+            if self.peers[p].client.stalled && self.net.chance(2) {
+                self.peers[p].client.stalled = false;
+            }
+        }
         self.exec(op)?;
         let rounds = self.net.below(4);
         for _ in 0..rounds {
@@ -593,7 +649,13 @@ impl Sim {
             return self.kill(p);
         }
         match self.peers[p].client.phase {
-            Phase::Down => return self.connect(p),
+            // Connect, and go on with the operation (pipelined behind the handshake).
+            Phase::Down => {
+                self.connect(p)?;
+                if matches!(op, Op::Connect { .. } | Op::Close { .. }) {
+                    return Ok(());
+                }
+            }
             Phase::Closing | Phase::Dead => return Ok(()),
             Phase::Opening | Phase::Open => {}
         }
@@ -626,10 +688,13 @@ impl Sim {
         let state = self.peers[p].client.chan(chn).state;
         match state {
             ChState::Closed => {
+                // Open it, and go on with the operation (pipelined behind channel.open).
                 let cl = &mut self.peers[p].client;
                 cl.send(chn, ChannelOpen::default());
                 cl.chan(chn).state = ChState::Opening;
-                return Ok(());
+                if matches!(op, Op::OpenChannel { .. } | Op::CloseChannel { .. }) {
+                    return Ok(());
+                }
             }
             ChState::Closing => return Ok(()),
             ChState::Opening | ChState::Open => {}
