@@ -181,7 +181,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     for server in servers {
         server.abort();
     }
-    shutdown_hub.shutdown(std::time::Duration::from_secs(2)).await;
+    shutdown_hub
+        .shutdown(std::time::Duration::from_secs(2))
+        .await;
     Ok(())
 }
 

@@ -1024,8 +1024,7 @@ fn shortstr_hashes_like_its_str() {
     for s in ["", "amq.direct", "a.b.c", "é😀", "x"] {
         assert_eq!(build.hash_one(ShortStr::from(s)), build.hash_one(s));
     }
-    let mut map: hashbrown::HashMap<ShortStr, u8, foldhash::fast::FixedState> =
-        Default::default();
+    let mut map: hashbrown::HashMap<ShortStr, u8, foldhash::fast::FixedState> = Default::default();
     map.insert(ShortStr::from("queue"), 7);
     assert_eq!(map.get("queue"), Some(&7));
 }
