@@ -207,10 +207,7 @@ fn main() {
                     for &i in &keep {
                         println!("{i:6} {:?}", prog[i]);
                     }
-                    println!(
-                        "replay: {}",
-                        replay_line(seed, a.steps, Some(&keep), &w)
-                    );
+                    println!("replay: {}", replay_line(seed, a.steps, Some(&keep), &w));
                 }
             }
         }

@@ -553,7 +553,10 @@ impl Model {
         self.errors += 1;
         if std::env::var_os("SIM_ERRORS").is_some() {
             let key: String = f.text.chars().take(60).collect();
-            *self.error_kinds.entry(format!("{key} ({class_id}.{method_id})")).or_default() += 1;
+            *self
+                .error_kinds
+                .entry(format!("{key} ({class_id}.{method_id})"))
+                .or_default() += 1;
         }
         if f.conn {
             self.close_connection(conn);

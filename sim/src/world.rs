@@ -225,6 +225,7 @@ pub struct Sim {
     pub stats: Stats,
     opts: Options,
     config: ConnectionConfig,
+    seed: u64,
 }
 
 type R = Result<(), String>;
@@ -256,6 +257,7 @@ impl Sim {
             owner: vec![usize::MAX],
             now: 0,
             net: Rng::new(seed ^ 0x6e65_7477_6f72_6b21),
+            seed,
             next_msg: 1,
             trace: Fnv::default(),
             stats: Stats::default(),
@@ -275,6 +277,11 @@ impl Sim {
         for (i, op) in ops {
             last = *i;
             CURRENT_STEP.with(|s| s.set(*i));
+            // The network's choices during a step depend on the seed and the step's index
+            // only, so dropping other steps (shrinking) leaves this one's faults alone.
+            self.net = Rng::new(
+                self.seed ^ 0x6e65_7477_6f72_6b21 ^ (*i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
             self.trace.write_u64(*i as u64);
             self.stats.steps += 1;
             if let Err(e) = self.step(op) {
