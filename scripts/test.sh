@@ -33,6 +33,9 @@ export WARREN_BIN="$root/target/debug/warren"
 step "cargo tests (unit, property, scenario, lapin end-to-end)"
 cargo test --workspace
 
+step "simulator (fixed budget)"
+cargo run -q -p warren-sim --release -- run --seeds 500 --steps 5000
+
 step "python tests (pika, tutorials)"
 tests/python/run.sh
 

@@ -323,10 +323,8 @@ impl Client {
     fn learn(&mut self, ch: u16, m: Method) -> Result<(), String> {
         let c = &mut self.chans[usize::from(ch)];
         match m {
-            Method::ConnectionOpenOk(_) => {
-                if self.phase == Phase::Opening {
-                    self.phase = Phase::Open;
-                }
+            Method::ConnectionOpenOk(_) if self.phase == Phase::Opening => {
+                self.phase = Phase::Open;
             }
             Method::ConnectionClose(_) => {
                 self.send(0, ConnectionCloseOk);
@@ -344,10 +342,8 @@ impl Client {
                 self.phase = Phase::Dead;
                 self.expected.clear();
             }
-            Method::ChannelOpenOk(_) => {
-                if c.state == ChState::Opening {
-                    c.state = ChState::Open;
-                }
+            Method::ChannelOpenOk(_) if c.state == ChState::Opening => {
+                c.state = ChState::Open;
             }
             Method::ChannelClose(_) => {
                 if c.state == ChState::Closing {
@@ -362,13 +358,13 @@ impl Client {
             Method::ChannelCloseOk(_) => {
                 *c = Chan::new();
             }
-            Method::QueueDeclareOk(ok) => {
-                if ok.queue.starts_with("amq.gen-") && !self.server_named.contains(&ok.queue) {
-                    if self.server_named.len() >= 4 {
-                        self.server_named.remove(0);
-                    }
-                    self.server_named.push(ok.queue);
+            Method::QueueDeclareOk(ok)
+                if ok.queue.starts_with("amq.gen-") && !self.server_named.contains(&ok.queue) =>
+            {
+                if self.server_named.len() >= 4 {
+                    self.server_named.remove(0);
                 }
+                self.server_named.push(ok.queue);
             }
             Method::BasicConsumeOk(ok) => {
                 let no_ack = c.pending_consumes.pop_front().unwrap_or(false);

@@ -8,6 +8,7 @@ use warren_sim::{run_seed, shrink, Stats, Workarounds};
 const USAGE: &str = "usage:
   warren-sim run    [--seeds N] [--first S] [--steps N] [W]
   warren-sim replay --seed S [--steps N] [--ops I,J,..] [--verbose] [W]
+  warren-sim replay --bytes FILE [W]     (a cargo-fuzz input: fuzz/artifacts/simulator/…)
   warren-sim shrink --seed S [--steps N] [W]
   warren-sim soak   --seconds T [--steps N] [--first S] [--out FILE] [W]
 
@@ -23,6 +24,7 @@ struct Args {
     ops: Option<Vec<usize>>,
     seconds: u64,
     out: Option<String>,
+    bytes: Option<String>,
     w: Workarounds,
     verbose: bool,
 }
@@ -39,6 +41,7 @@ fn parse() -> Result<Args, String> {
         ops: None,
         seconds: 60,
         out: None,
+        bytes: None,
         w: Workarounds::all(),
         verbose: false,
     };
@@ -52,6 +55,7 @@ fn parse() -> Result<Args, String> {
             "--steps" => a.steps = num(val()?)? as usize,
             "--seconds" => a.seconds = num(val()?)?,
             "--out" => a.out = Some(val()?),
+            "--bytes" => a.bytes = Some(val()?),
             "--ops" => {
                 a.ops = Some(
                     val()?
@@ -157,6 +161,25 @@ fn main() {
             if failed > 0 {
                 std::process::exit(1);
             }
+        }
+        "replay" if a.bytes.is_some() => {
+            let path = a.bytes.as_deref().unwrap_or_default();
+            let data = match std::fs::read(path) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("{path}: {e}");
+                    std::process::exit(2);
+                }
+            };
+            let start = Instant::now();
+            let out = warren_sim::run_bytes(&data, w);
+            println!("{path}: {}", rate(&out.stats, start.elapsed()));
+            println!("trace hash {:016x}", out.trace);
+            if let Some(f) = &out.failure {
+                eprintln!("FAILED at step {}: {}", f.step, f.invariant);
+                std::process::exit(1);
+            }
+            println!("ok");
         }
         "replay" => {
             let Some(seed) = a.seed else {

@@ -57,7 +57,7 @@ impl Source for Rng {
         if n <= 1 {
             return 0;
         }
-        ((self.next_u64() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next_u64() >> 32) * u64::from(n)) >> 32) as u32
     }
 }
 
