@@ -64,6 +64,9 @@ pub struct Chan {
     pub tx: bool,
     /// The server closed this channel while we were closing it (both sides closed at once).
     pub crossed: bool,
+    /// Synchronous requests sent and not yet answered, oldest first: the reply methods
+    /// (class, method ids) each may be answered with.
+    pub rpc: VecDeque<(u16, u16, u16)>,
 }
 
 impl Chan {
@@ -79,6 +82,7 @@ impl Chan {
             confirm: false,
             tx: false,
             crossed: false,
+            rpc: VecDeque::new(),
         }
     }
 
@@ -124,6 +128,8 @@ pub struct Client {
     /// close-ok (RabbitMQ flushes channels before answering).
     pub strict_close: bool,
     got_start: bool,
+    /// When the connection was opened (virtual ms).
+    pub connected_at: u64,
 }
 
 impl Client {
@@ -145,6 +151,7 @@ impl Client {
             received: 0,
             strict_close: true,
             got_start: false,
+            connected_at: 0,
         }
     }
 
@@ -158,7 +165,13 @@ impl Client {
     }
 
     pub fn send(&mut self, channel: u16, m: impl Into<Method>) {
-        encode_method_frame(&mut self.out, channel, &m.into());
+        let m = m.into();
+        if let (Some(reply), Some(c)) = (reply_of(&m), self.chans.get_mut(usize::from(channel))) {
+            if channel != 0 {
+                c.rpc.push_back(reply);
+            }
+        }
+        encode_method_frame(&mut self.out, channel, &m);
     }
 
     pub fn send_heartbeat(&mut self) {
@@ -322,6 +335,18 @@ impl Client {
     /// Updates what the client knows, and answers what a client library answers.
     fn learn(&mut self, ch: u16, m: Method) -> Result<(), String> {
         let c = &mut self.chans[usize::from(ch)];
+        let ids = (m.class_id(), m.method_id());
+        if ch != 0 && is_reply(ids) && !matches!(m, Method::ChannelCloseOk(_)) {
+            match c.rpc.pop_front() {
+                Some((class, a, b)) if class == ids.0 && (ids.1 == a || ids.1 == b) => {}
+                other => {
+                    return Err(format!(
+                        "reply {} on channel {ch} does not answer the oldest request waiting ({other:?})",
+                        m.name()
+                    ))
+                }
+            }
+        }
         match m {
             Method::ConnectionOpenOk(_) if self.phase == Phase::Opening => {
                 self.phase = Phase::Open;
@@ -396,7 +421,22 @@ impl Client {
     }
 
     /// The server closed the socket (after we read everything it wrote).
-    pub fn on_eof(&mut self) -> Result<(), String> {
+    /// `silent_ms`: how long we had sent nothing when the server closed.
+    pub fn on_eof(&mut self, silent_ms: u64, now_ms: u64) -> Result<(), String> {
+        // A connection the server drops without a close handshake must have been silent
+        // (two missed heartbeats), or slow to finish its handshake.
+        if matches!(self.phase, Phase::Opening | Phase::Open) && self.local_close.is_none() {
+            let silent = silent_ms;
+            let heartbeat_expired = self.heartbeat_ms > 0 && silent >= self.heartbeat_ms;
+            let handshake_expired =
+                self.phase == Phase::Opening && now_ms.saturating_sub(self.connected_at) >= 10_000;
+            if !heartbeat_expired && !handshake_expired {
+                return Err(format!(
+                    "the server dropped the connection ({:?}, heartbeat {} ms, silent for {silent} ms)",
+                    self.phase, self.heartbeat_ms
+                ));
+            }
+        }
         if !self.partial.is_empty() {
             return Err("the socket closed in the middle of a message".into());
         }
@@ -408,6 +448,52 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The replies a synchronous channel request may get: (class, method, alternative method).
+fn reply_of(m: &Method) -> Option<(u16, u16, u16)> {
+    let (class, method) = (m.class_id(), m.method_id());
+    let reply = match m {
+        Method::ChannelOpen(_)
+        | Method::ChannelClose(_)
+        | Method::ChannelFlow(_)
+        | Method::ExchangeDeclare(_)
+        | Method::ExchangeDelete(_)
+        | Method::ExchangeBind(_)
+        | Method::QueueDeclare(_)
+        | Method::QueueBind(_)
+        | Method::QueuePurge(_)
+        | Method::QueueDelete(_)
+        | Method::BasicQos(_)
+        | Method::BasicConsume(_)
+        | Method::BasicCancel(_)
+        | Method::TxSelect(_)
+        | Method::TxCommit(_)
+        | Method::TxRollback(_) => (class, method + 1, method + 1),
+        // queue.unbind (50.50) is answered by unbind-ok (50.51); confirm.select (85.10) by
+        // select-ok (85.11); basic.recover (60.110) by recover-ok (60.111).
+        Method::QueueUnbind(_) | Method::ConfirmSelect(_) | Method::BasicRecover(_) => {
+            (class, method + 1, method + 1)
+        }
+        // exchange.unbind (40.40) is answered by unbind-ok (40.51), as the spec numbers it.
+        Method::ExchangeUnbind(_) => (class, 51, 51),
+        Method::BasicGet(_) => (class, 71, 72),
+        _ => return None,
+    };
+    Some(reply)
+}
+
+/// Whether a method from the server answers a synchronous channel request.
+fn is_reply((class, method): (u16, u16)) -> bool {
+    matches!(
+        (class, method),
+        (20, 11 | 21 | 41)
+            | (40, 11 | 21 | 31 | 51)
+            | (50, 11 | 21 | 31 | 41 | 51)
+            | (60, 11 | 21 | 31 | 71 | 72 | 111)
+            | (85, 11)
+            | (90, 11 | 21 | 31)
+    )
 }
 
 impl Default for Client {

@@ -139,6 +139,8 @@ pub struct Stats {
     pub errors: u64,
     pub published: u64,
     pub routed: u64,
+    /// Connections the server dropped for silence (missed heartbeats, slow handshake).
+    pub timeouts: u64,
 }
 
 impl Stats {
@@ -154,6 +156,7 @@ impl Stats {
         self.errors += o.errors;
         self.published += o.published;
         self.routed += o.routed;
+        self.timeouts += o.timeouts;
     }
 }
 
@@ -203,6 +206,8 @@ struct Link {
     down: Pipe,
     /// The server connection is closed: once `down` is drained the client sees EOF.
     server_done: bool,
+    /// How long the client had been silent when the server closed (for the EOF check).
+    silent_at_close: u64,
 }
 
 struct Peer {
@@ -417,8 +422,13 @@ impl Sim {
         let peer = &mut self.peers[p];
         if let Some(link) = &peer.link {
             if link.server_done && link.down.len() == 0 && !peer.client.stalled {
+                if matches!(peer.client.phase, Phase::Opening | Phase::Open)
+                    && peer.client.local_close.is_none()
+                {
+                    self.stats.timeouts += 1;
+                }
                 peer.client
-                    .on_eof()
+                    .on_eof(link.silent_at_close, now)
                     .map_err(|e| format!("client {p}: {e}"))?;
                 peer.link = None;
                 peer.client.reset();
@@ -430,6 +440,8 @@ impl Sim {
 
     /// Server output onto the wire; notes a closed connection.
     fn flush_server(&mut self, p: usize) -> bool {
+        let now = self.now;
+        let last_send = self.peers[p].client.last_send_ms;
         let Some(link) = self.peers[p].link.as_mut() else {
             return false;
         };
@@ -442,6 +454,7 @@ impl Sim {
         }
         if link.server.is_closed() && !link.server_done {
             link.server_done = true;
+            link.silent_at_close = now.saturating_sub(last_send);
             moved = true;
         }
         moved
@@ -730,6 +743,7 @@ impl Sim {
         c.frame_max = if small_frames { 4096 } else { 131_072 };
         c.heartbeat_ms = u64::from(heartbeat) * 1000;
         c.last_send_ms = now;
+        c.connected_at = now;
         c.out.extend_from_slice(&PROTOCOL_HEADER);
         let mut caps = FieldTable::default();
         for cap in ["publisher_confirms", "basic.nack", "connection.blocked"] {
@@ -771,6 +785,7 @@ impl Sim {
             up: Pipe::default(),
             down: Pipe::default(),
             server_done: false,
+            silent_at_close: 0,
         });
         Ok(())
     }
