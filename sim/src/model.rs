@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use warren_core::broker::{Broker, ConnId, Event};
 use warren_core::codec::{
-    peek_headers, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicDeliver, BasicGetEmpty,
+    peek_delivery_mode, peek_headers, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicDeliver, BasicGetEmpty,
     BasicGetOk, BasicQosOk, BasicRecoverOk, BasicReturn, ChannelClose, ChannelCloseOk,
     ChannelFlowOk, ChannelOpenOk, ConfirmSelectOk, ConnectionClose, ConnectionOpenOk,
     ConnectionTune, ExchangeBindOk, ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk,
@@ -50,6 +50,8 @@ pub struct Strictness {
 
 #[derive(Clone, Debug)]
 struct MsgInfo {
+    /// delivery_mode = 2: survives a restart in a durable queue.
+    persistent: bool,
     exchange: ShortStr,
     rk: ShortStr,
     props: Bytes,
@@ -1176,6 +1178,7 @@ impl Model {
         self.msgs.insert(
             id,
             MsgInfo {
+                persistent: matches!(peek_delivery_mode(props), Ok(Some(2))),
                 exchange: exchange.clone(),
                 rk: rk.clone(),
                 props: props.clone(),
@@ -1993,6 +1996,94 @@ impl Model {
             }
         }
         Ok(())
+    }
+
+    /// The broker restarted from its storage: connections are gone; durable exchanges and
+    /// queues stay, bindings between durable ends stay, and durable queues keep their
+    /// persistent messages — ready or delivered and unsettled — in queue order, delivered ones
+    /// marked redelivered.
+    pub fn restart(&mut self) {
+        let mut held: BTreeMap<Qid, Vec<Inst>> = BTreeMap::new();
+        for c in std::mem::take(&mut self.conns).into_values() {
+            for ch in c.channels.into_values() {
+                let mut all = ch.unacked;
+                for op in ch.tx.into_iter().flatten() {
+                    if let TxOp::Ack(u) | TxOp::Nack(u, _) = op {
+                        all.push(u);
+                    }
+                }
+                for u in all {
+                    held.entry(u.queue).or_default().push(Inst {
+                        redelivered: true,
+                        ..u.inst
+                    });
+                }
+            }
+        }
+        self.queues
+            .retain(|_, q| q.durable && q.exclusive_owner.is_none());
+        self.names.retain(|_, id| self.queues.contains_key(id));
+        for (id, q) in self.queues.iter_mut() {
+            let mut all: Vec<Inst> = q.ready.drain(..).collect();
+            all.extend(held.remove(id).unwrap_or_default());
+            all.retain(|i| self.msgs[&i.msg].persistent);
+            all.sort_by_key(|i| i.seq);
+            q.ready = all
+                .into_iter()
+                .enumerate()
+                .map(|(n, i)| Inst {
+                    seq: n as u64,
+                    ..i
+                })
+                .collect();
+            q.next_seq = q.ready.len() as u64;
+            q.consumers.clear();
+            q.has_exclusive_consumer = false;
+        }
+        let durable_x: BTreeSet<ShortStr> = self
+            .exchanges
+            .iter()
+            .filter(|(_, x)| x.durable)
+            .map(|(n, _)| n.clone())
+            .collect();
+        self.exchanges.retain(|_, x| x.durable);
+        let queues = &self.queues;
+        for x in self.exchanges.values_mut() {
+            x.bindings.retain(|b| match &b.dest {
+                Dest::Q(q) => queues.contains_key(q),
+                Dest::X(n) => durable_x.contains(n),
+            });
+        }
+    }
+
+    /// Takes the broker's bindings as they are (a workaround for a known core bug: stale
+    /// binding records of deleted durable queues come back after a restart).
+    pub fn adopt_bindings(&mut self, broker: &Broker) {
+        use warren_core::broker::Destination;
+        let by_id: BTreeMap<u32, ShortStr> =
+            broker.queues().map(|q| (q.id.0, q.name.clone())).collect();
+        for bx in broker.exchanges("/") {
+            let Some(x) = self.exchanges.get_mut(&bx.name) else {
+                continue;
+            };
+            x.bindings = bx
+                .bindings()
+                .iter()
+                .filter_map(|b| {
+                    let dest = match &b.destination {
+                        Destination::Queue(id) => {
+                            Dest::Q(*self.names.get(by_id.get(&id.0)?)?)
+                        }
+                        Destination::Exchange(n) => Dest::X(n.clone()),
+                    };
+                    Some(MBinding {
+                        dest,
+                        key: b.routing_key.clone(),
+                        args: b.arguments.clone(),
+                    })
+                })
+                .collect();
+        }
     }
 
     /// Whether the model knows this connection (the broker has not let it go).

@@ -173,6 +173,10 @@ pub enum Op {
     },
     /// Deliver everything in flight and check the whole state.
     Settle_,
+    /// The broker process dies and starts again from its storage: every connection drops;
+    /// durable exchanges, queues and bindings and persistent messages in durable queues come
+    /// back.
+    Restart,
 }
 
 /// Kinds of [`Op::Error`].
@@ -247,6 +251,7 @@ pub fn gen_op(s: &mut dyn Source) -> Op {
         1,  // 24 stall
         5,  // 25 advance
         2,  // 26 settle everything
+        1,  // 27 broker restart (rarely; otherwise a short pause)
     ];
     // Named queues mostly; sometimes a server-named one; rarely a missing one.
     let q = |s: &mut dyn Source| {
@@ -390,7 +395,14 @@ pub fn gen_op(s: &mut dyn Source) -> Op {
                 s.below(200)
             },
         },
-        _ => Op::Settle_,
+        26 => Op::Settle_,
+        _ => {
+            if s.chance(7) {
+                Op::Restart
+            } else {
+                Op::Advance { ms: s.below(50) }
+            }
+        }
     }
 }
 

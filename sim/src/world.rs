@@ -49,6 +49,9 @@ pub struct Workarounds {
     pub lax_connection_close: bool,
     /// Accept Warren's order of checks on basic.consume (queue before a reused tag).
     pub lax_consumer_tag: bool,
+    /// After a restart, take the broker's bindings as they are (stale bindings of deleted
+    /// durable queues come back).
+    pub restart_bindings: bool,
 }
 
 impl Workarounds {
@@ -63,6 +66,7 @@ impl Workarounds {
                 "wedged_close" => w.wedged_close = true,
                 "lax_connection_close" => w.lax_connection_close = true,
                 "lax_consumer_tag" => w.lax_consumer_tag = true,
+                "restart_bindings" => w.restart_bindings = true,
                 other => return Err(format!("unknown workaround '{other}'")),
             }
         }
@@ -84,9 +88,12 @@ impl Workarounds {
         if self.lax_consumer_tag {
             v.push("lax_consumer_tag");
         }
+        if self.restart_bindings {
+            v.push("restart_bindings");
+        }
         if v.is_empty() {
             "none".into()
-        } else if v.len() == 4 {
+        } else if v.len() == 5 {
             "all".into()
         } else {
             v.join(",")
@@ -99,6 +106,7 @@ impl Workarounds {
             wedged_close: true,
             lax_connection_close: true,
             lax_consumer_tag: true,
+            restart_bindings: true,
         }
     }
 }
@@ -231,6 +239,7 @@ pub struct Sim {
     opts: Options,
     config: ConnectionConfig,
     seed: u64,
+    restarts: u64,
 }
 
 type R = Result<(), String>;
@@ -263,6 +272,7 @@ impl Sim {
             now: 0,
             net: Rng::new(seed ^ 0x6e65_7477_6f72_6b21),
             seed,
+            restarts: 0,
             next_msg: 1,
             trace: Fnv::default(),
             stats: Stats::default(),
@@ -634,6 +644,7 @@ impl Sim {
         let (c, ch) = match *op {
             Op::Advance { ms } => return self.advance(u64::from(ms)),
             Op::Settle_ => return self.settle(),
+            Op::Restart => return self.restart(),
             Op::Stall { c, on } => {
                 self.peers[usize::from(c) % n].client.stalled = on;
                 return Ok(());
@@ -721,6 +732,38 @@ impl Sim {
         }
         self.channel_op(p, chn, op);
         Ok(())
+    }
+
+    /// The broker process dies and comes back from its storage; every client sees its socket
+    /// close.
+    fn restart(&mut self) -> R {
+        self.restarts += 1;
+        let fresh = Broker::new(
+            BrokerConfig::default(),
+            Box::new(StaticUsers::with_guest()),
+            Box::new(MemoryStorage::default()),
+        );
+        let old = std::mem::replace(&mut self.broker, fresh);
+        let storage = old.into_storage();
+        self.broker = Broker::new(
+            BrokerConfig {
+                seed: self.seed ^ 0x00b1_0cce_d5ee_d5ee ^ self.restarts.wrapping_mul(0x51),
+            },
+            Box::new(StaticUsers::with_guest()),
+            storage,
+        );
+        self.broker.handle_timeout(self.now);
+        self.stats.core_ops += 1;
+        self.events()?;
+        for peer in &mut self.peers {
+            peer.link = None;
+            peer.client.reset();
+        }
+        self.model.restart();
+        if self.opts.workarounds.restart_bindings {
+            self.model.adopt_bindings(&self.broker);
+        }
+        self.model.compare(&self.broker, true)
     }
 
     fn connect(&mut self, p: usize) -> R {
@@ -1353,8 +1396,24 @@ impl Sim {
                     },
                 );
             }
-            _ => match pick % 4 {
+            _ => match pick % 6 {
                 0 => cl.send(chn, ChannelFlow { active: false }),
+                4 => cl.send(chn, ChannelFlow { active: true }),
+                5 => {
+                    let id = self.next_msg;
+                    self.next_msg += 1;
+                    let cl = &mut self.peers[p].client;
+                    cl.send_publish(
+                        chn,
+                        BasicPublish {
+                            routing_key: "q0".into(),
+                            immediate: true,
+                            ..Default::default()
+                        },
+                        &[0, 0],
+                        &message_body(id, 0),
+                    );
+                }
                 1 => cl.send(
                     chn,
                     BasicQos {
