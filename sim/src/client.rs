@@ -67,6 +67,10 @@ pub struct Chan {
     /// Synchronous requests sent and not yet answered, oldest first: the reply methods
     /// (class, method ids) each may be answered with.
     pub rpc: VecDeque<(u16, u16, u16)>,
+    /// Publishes sent since confirm.select (their sequence numbers are 1..=published).
+    pub published: u64,
+    /// Sequence numbers sent and not yet confirmed.
+    pub unconfirmed: std::collections::BTreeSet<u64>,
 }
 
 impl Chan {
@@ -83,6 +87,8 @@ impl Chan {
             tx: false,
             crossed: false,
             rpc: VecDeque::new(),
+            published: 0,
+            unconfirmed: Default::default(),
         }
     }
 
@@ -179,6 +185,12 @@ impl Client {
     }
 
     pub fn send_publish(&mut self, channel: u16, p: BasicPublish, props: &[u8], body: &[u8]) {
+        if let Some(c) = self.chans.get_mut(usize::from(channel)) {
+            if c.confirm {
+                c.published += 1;
+                c.unconfirmed.insert(c.published);
+            }
+        }
         self.send(channel, p);
         encode_content(
             &mut self.out,
@@ -201,7 +213,8 @@ impl Client {
         }
         self.input.extend_from_slice(bytes);
         loop {
-            let frame = match decode_frame(&mut self.input, 0) {
+            // Nothing the server sends may exceed the frame_max we agreed on.
+            let frame = match decode_frame(&mut self.input, self.frame_max) {
                 Ok(Some(f)) => f,
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(format!("server sent bytes that do not frame: {e}")),
@@ -415,6 +428,8 @@ impl Client {
                 c.pending_gets.pop_front();
             }
             Method::BasicRecoverOk(_) => c.unacked.clear(),
+            Method::BasicAck(a) => settle_confirms(c, a.delivery_tag, a.multiple)?,
+            Method::BasicNack(n) => settle_confirms(c, n.delivery_tag, n.multiple)?,
             _ => {}
         }
         Ok(())
@@ -448,6 +463,30 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// A publisher confirm arrived: it must cover publishes we made and have not seen confirmed.
+fn settle_confirms(c: &mut Chan, tag: u64, multiple: bool) -> Result<(), String> {
+    if !c.confirm {
+        return Err(format!(
+            "a confirm ({tag}) on a channel not in confirm mode"
+        ));
+    }
+    let covered: Vec<u64> = if multiple {
+        c.unconfirmed.range(..=tag).copied().collect()
+    } else {
+        c.unconfirmed.get(&tag).copied().into_iter().collect()
+    };
+    if covered.is_empty() {
+        return Err(format!(
+            "confirm {tag} (multiple={multiple}) covers nothing we published and await ({} published)",
+            c.published
+        ));
+    }
+    for s in covered {
+        c.unconfirmed.remove(&s);
+    }
+    Ok(())
 }
 
 /// The replies a synchronous channel request may get: (class, method, alternative method).

@@ -22,12 +22,12 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use warren_core::broker::{Broker, ConnId, Event};
 use warren_core::codec::{
-    peek_delivery_mode, peek_headers, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicDeliver, BasicGetEmpty,
-    BasicGetOk, BasicQosOk, BasicRecoverOk, BasicReturn, ChannelClose, ChannelCloseOk,
-    ChannelFlowOk, ChannelOpenOk, ConfirmSelectOk, ConnectionClose, ConnectionOpenOk,
-    ConnectionTune, ExchangeBindOk, ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk,
-    FieldTable, FieldValue, Method, QueueBindOk, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk,
-    QueueUnbindOk, ShortStr, TxCommitOk, TxRollbackOk, TxSelectOk,
+    peek_delivery_mode, peek_headers, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicDeliver,
+    BasicGetEmpty, BasicGetOk, BasicQosOk, BasicRecoverOk, BasicReturn, ChannelClose,
+    ChannelCloseOk, ChannelFlowOk, ChannelOpenOk, ConfirmSelectOk, ConnectionClose,
+    ConnectionOpenOk, ConnectionTune, ExchangeBindOk, ExchangeDeclareOk, ExchangeDeleteOk,
+    ExchangeUnbindOk, FieldTable, FieldValue, Method, QueueBindOk, QueueDeclareOk, QueueDeleteOk,
+    QueuePurgeOk, QueueUnbindOk, ShortStr, TxCommitOk, TxRollbackOk, TxSelectOk,
 };
 use warren_core::Command;
 
@@ -2031,10 +2031,7 @@ impl Model {
             q.ready = all
                 .into_iter()
                 .enumerate()
-                .map(|(n, i)| Inst {
-                    seq: n as u64,
-                    ..i
-                })
+                .map(|(n, i)| Inst { seq: n as u64, ..i })
                 .collect();
             q.next_seq = q.ready.len() as u64;
             q.consumers.clear();
@@ -2071,9 +2068,7 @@ impl Model {
                 .iter()
                 .filter_map(|b| {
                     let dest = match &b.destination {
-                        Destination::Queue(id) => {
-                            Dest::Q(*self.names.get(by_id.get(&id.0)?)?)
-                        }
+                        Destination::Queue(id) => Dest::Q(*self.names.get(by_id.get(&id.0)?)?),
                         Destination::Exchange(n) => Dest::X(n.clone()),
                     };
                     Some(MBinding {

@@ -544,6 +544,7 @@ impl Sim {
                     ChState::Closing if !wedged => Some("channel.close"),
                     ChState::Open if !ch.pending_consumes.is_empty() => Some("basic.consume"),
                     ChState::Open if !ch.pending_gets.is_empty() => Some("basic.get"),
+                    ChState::Open if !ch.unconfirmed.is_empty() => Some("a confirmed publish"),
                     _ => None,
                 };
                 if let Some(what) = waiting {
