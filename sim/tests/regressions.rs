@@ -99,3 +99,43 @@ fn the_same_seed_gives_the_same_trace() {
     assert_eq!(a.trace, b.trace);
     assert_ne!(a.trace, run_seed(12, 1_500, None, Workarounds::all()).trace);
 }
+
+/// Prints seed 11's trace hash when asked (used by the cross-process test below).
+#[test]
+fn print_trace_of_seed_11() {
+    if std::env::var_os("SIM_PRINT_TRACE").is_some() {
+        println!(
+            "TRACE {:016x}",
+            run_seed(11, 1_500, None, Workarounds::all()).trace
+        );
+    }
+}
+
+/// Two processes give the same trace: nothing in the core (or the simulator) depends on a
+/// per-process random source such as a randomly keyed hasher.
+#[test]
+fn another_process_gives_the_same_trace() {
+    let here = format!(
+        "{:016x}",
+        run_seed(11, 1_500, None, Workarounds::all()).trace
+    );
+    let exe = std::env::current_exe().expect("test binary");
+    for _ in 0..2 {
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "print_trace_of_seed_11",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("SIM_PRINT_TRACE", "1")
+            .output()
+            .expect("run the test binary again");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let there = text
+            .lines()
+            .find_map(|l| l.split("TRACE ").nth(1))
+            .unwrap_or_else(|| panic!("no trace printed: {text}"));
+        assert_eq!(here, there.trim());
+    }
+}
