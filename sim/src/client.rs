@@ -117,6 +117,8 @@ pub struct Client {
     /// Heartbeat interval we asked for, in ms (0 = off).
     pub heartbeat_ms: u64,
     pub last_send_ms: u64,
+    /// Last time bytes from the server were read (or reading resumed).
+    pub last_recv_ms: u64,
     /// Not reading, not writing.
     pub stalled: bool,
     pub chans: Vec<Chan>,
@@ -147,6 +149,7 @@ impl Client {
             frame_max: 131_072,
             heartbeat_ms: 0,
             last_send_ms: 0,
+            last_recv_ms: 0,
             stalled: false,
             chans: (0..=MAX_CHANNELS).map(|_| Chan::new()).collect(),
             server_named: Vec::new(),

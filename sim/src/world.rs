@@ -335,6 +335,7 @@ impl Sim {
         for p in 0..self.peers.len() {
             if self.peers[p].client.stalled && self.net.chance(2) {
                 self.peers[p].client.stalled = false;
+                self.peers[p].client.last_recv_ms = self.now;
             }
         }
         self.exec(op)?;
@@ -356,6 +357,7 @@ impl Sim {
     fn finish(&mut self) -> R {
         for p in &mut self.peers {
             p.client.stalled = false;
+            p.client.last_recv_ms = self.now;
         }
         self.settle()
     }
@@ -424,6 +426,7 @@ impl Sim {
             self.trace.write_u64(p as u64 * 2 + 1);
             self.trace.write(bytes);
             self.stats.bytes += n as u64;
+            peer.client.last_recv_ms = now;
             peer.client
                 .feed(bytes)
                 .map_err(|e| format!("client {p}: {e}"))?;
@@ -633,6 +636,24 @@ impl Sim {
             self.flush_server(p);
         }
         self.pump(true)?;
+        // A server with heartbeats on writes at least every half interval: a reading client
+        // never goes a whole interval without hearing from it.
+        for (i, peer) in self.peers.iter().enumerate() {
+            let c = &peer.client;
+            let live = peer.link.as_ref().is_some_and(|l| !l.server_done);
+            if live
+                && c.phase == Phase::Open
+                && !c.stalled
+                && c.heartbeat_ms > 0
+                && now.saturating_sub(c.last_recv_ms) > c.heartbeat_ms
+            {
+                return Err(format!(
+                    "client {i}: nothing from the server for {} ms with a {} ms heartbeat",
+                    now - c.last_recv_ms,
+                    c.heartbeat_ms
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -647,7 +668,9 @@ impl Sim {
             Op::Settle_ => return self.settle(),
             Op::Restart => return self.restart(),
             Op::Stall { c, on } => {
-                self.peers[usize::from(c) % n].client.stalled = on;
+                let cl = &mut self.peers[usize::from(c) % n].client;
+                cl.stalled = on;
+                cl.last_recv_ms = self.now;
                 return Ok(());
             }
             Op::Connect { c } | Op::Close { c } | Op::Kill { c } => (c, 0),
@@ -787,6 +810,7 @@ impl Sim {
         c.frame_max = if small_frames { 4096 } else { 131_072 };
         c.heartbeat_ms = u64::from(heartbeat) * 1000;
         c.last_send_ms = now;
+        c.last_recv_ms = now;
         c.connected_at = now;
         c.out.extend_from_slice(&PROTOCOL_HEADER);
         let mut caps = FieldTable::default();
