@@ -41,6 +41,9 @@ use crate::uri::AmqpUri;
 
 /// Bytes of publishes a producer encodes before one write.
 const WRITE_TARGET: usize = 64 * 1024;
+/// Longest wait for a producer's `connection.close-ok`, which comes after the broker has
+/// handled everything the producer wrote.
+const CLOSE_WAIT: Duration = Duration::from_secs(120);
 /// Room a consumer makes in its read buffer before each read.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -346,6 +349,8 @@ struct Shared {
     producers_done: AtomicUsize,
     /// Wall-clock ns of the last delivery any consumer read.
     last_delivery_ns: AtomicU64,
+    /// Wall-clock ns of the end of the last publish write.
+    last_send_ns: AtomicU64,
     failure: Mutex<Option<String>>,
     limiter: Option<SharedLimiter>,
 }
@@ -374,7 +379,7 @@ pub struct ThroughputReport {
     pub received: u64,
     pub confirmed: u64,
     pub nacked: u64,
-    /// Seconds from the start until the last producer stopped.
+    /// Seconds from the start until the last publish was written.
     pub send_secs: f64,
     /// Seconds from the start until the last delivery.
     pub receive_secs: f64,
@@ -508,6 +513,7 @@ pub async fn run(args: &ThroughputArgs) -> Result<ThroughputReport> {
         stop_producers: AtomicBool::new(false),
         producers_done: AtomicUsize::new(0),
         last_delivery_ns: AtomicU64::new(0),
+        last_send_ns: AtomicU64::new(0),
         failure: Mutex::new(None),
         limiter: (args.rate > 0.0).then(|| SharedLimiter::new(args.rate)),
     });
@@ -680,18 +686,25 @@ pub async fn run(args: &ThroughputArgs) -> Result<ThroughputReport> {
     setup.close().await?;
 
     let (broker_cpu, tool_cpu) = cpu_end.since(&cpu_start);
-    let last = shared.last_delivery_ns.load(Ordering::Relaxed);
-    let receive_secs = if last > start_wall {
-        (last - start_wall) as f64 / 1e9
-    } else {
-        0.0
+    let since_start = |ns: u64| {
+        if ns > start_wall {
+            (ns - start_wall) as f64 / 1e9
+        } else {
+            0.0
+        }
     };
+    let receive_secs = since_start(shared.last_delivery_ns.load(Ordering::Relaxed));
+    let last_send_secs = since_start(shared.last_send_ns.load(Ordering::Relaxed));
     Ok(ThroughputReport {
         sent: shared.counters.sent.load(Ordering::Relaxed),
         received: shared.counters.received.load(Ordering::Relaxed),
         confirmed: shared.counters.confirmed.load(Ordering::Relaxed),
         nacked: shared.counters.nacked.load(Ordering::Relaxed),
-        send_secs: send_secs.unwrap_or_else(|| started.elapsed().as_secs_f64()),
+        send_secs: if last_send_secs > 0.0 {
+            last_send_secs
+        } else {
+            send_secs.unwrap_or_else(|| started.elapsed().as_secs_f64())
+        },
         receive_secs,
         latency: LatencySummary::of(&reporter.total),
         broker_cpu,
@@ -837,6 +850,7 @@ async fn produce(
         }
         sent += n;
         shared.counters.sent.fetch_add(n, Ordering::Relaxed);
+        shared.last_send_ns.fetch_max(wall_ns(), Ordering::Relaxed);
     }
     // Let outstanding confirms arrive (bounded), then close.
     if confirm > 0 {
@@ -856,10 +870,18 @@ async fn produce(
         }),
     );
     let _ = wr.write_all(&wbuf).await;
-    match tokio::time::timeout(Duration::from_secs(5), reader).await {
+    // The broker answers close-ok after it has handled every publish before it; closing the
+    // socket earlier could make it drop publishes it has not read yet (RabbitMQ does).
+    match tokio::time::timeout(CLOSE_WAIT, reader).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => Err(anyhow!("confirm reader: {e}")),
-        Err(_) => Ok(()),
+        Err(_) => {
+            eprintln!(
+                "a producer's connection.close-ok did not come within {CLOSE_WAIT:?}: the broker \
+                 may not have handled all of its publishes"
+            );
+            Ok(())
+        }
     }
 }
 
