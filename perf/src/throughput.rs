@@ -1011,6 +1011,7 @@ struct Reporter {
     started: Instant,
     to_stderr: bool,
     last: (u64, u64, Instant),
+    last_confirmed: u64,
     interval: Histogram<u64>,
     total: Histogram<u64>,
     intervals: Vec<(f64, f64, f64, LatencySummary)>,
@@ -1022,6 +1023,7 @@ impl Reporter {
             started,
             to_stderr,
             last: (0, 0, started),
+            last_confirmed: 0,
             interval: new_histogram(),
             total: new_histogram(),
             intervals: Vec::new(),
@@ -1040,8 +1042,16 @@ impl Reporter {
         let _ = self.total.add(&self.interval);
         self.interval.reset();
         let t = now.duration_since(self.started).as_secs_f64();
+        let confirmed = shared.counters.confirmed.load(Ordering::Relaxed);
+        let confirms = if confirmed > 0 {
+            let c_rate = stats::rate(confirmed - self.last_confirmed, secs);
+            format!(", confirmed: {c_rate:.0} msg/s")
+        } else {
+            String::new()
+        };
+        self.last_confirmed = confirmed;
         let line = format!(
-            "time {t:.3}s, sent: {s_rate:.0} msg/s, received: {r_rate:.0} msg/s{}",
+            "time {t:.3}s, sent: {s_rate:.0} msg/s{confirms}, received: {r_rate:.0} msg/s{}",
             lat.perftest_line()
         );
         if self.to_stderr {
