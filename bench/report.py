@@ -391,6 +391,21 @@ def main():
         add("```")
         add("")
 
+    # ------------------------------------------------------------------ criterion
+    crit = parse_criterion(os.path.join(results, "criterion.txt"))
+    if crit:
+        add("## Micro-benchmarks (criterion)")
+        add("")
+        add("`cargo bench -p warren-core --bench codec --bench topic` (`core/benches/`), run "
+            "briefly in the same session (2 s per benchmark); medians. Codec benchmarks handle "
+            "1,000 messages per iteration, so their throughput is messages per second.")
+        add("")
+        add("| benchmark | time | throughput |")
+        add("|---|---:|---:|")
+        for name, time, thrpt in crit:
+            add(f"| `{name}` | {time} | {thrpt} |")
+        add("")
+
     # ------------------------------------------------------------------ kept section
     if os.path.exists(md_path):
         with open(md_path) as f:
@@ -402,6 +417,29 @@ def main():
 
     with open(md_path, "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")
+
+
+def parse_criterion(path):
+    """(name, median time, median throughput) from criterion's terminal output."""
+    rows, name = [], None
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        m = re.match(r"^(\S+)?\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", line)
+        if m:
+            name = m.group(1) or name
+            rows.append([name, m.group(2), ""])
+            continue
+        m = re.match(r"^\s+thrpt:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", line)
+        if m and rows:
+            rows[-1][2] = m.group(1)
+            continue
+        if line and not line[0].isspace():
+            name = line.strip()
+    return rows
 
 
 def short(name):

@@ -15,7 +15,8 @@
 #      Debian's 1024-descriptor limit). BENCH_RABBITMQ=system uses the node on 5672 instead;
 #   4. runs every scenario against Warren and against RabbitMQ (memory scenarios each on a
 #      freshly started broker; throughput scenarios on one fresh broker each);
-#   5. records a CPU profile of Warren in scenario 1 (perf, if it works here);
+#   5. records a CPU profile of Warren in scenario 1 (perf, if it works here), and runs the
+#      criterion micro-benchmarks of core/benches briefly (BENCH_CRITERION=0 skips them);
 #   6. writes bench/results/*.json, BENCHMARKS.md and bench/chart.svg (bench/report.py).
 #
 # The system RabbitMQ on 5672 is never stopped or reconfigured; the dedicated node is stopped
@@ -238,6 +239,12 @@ if command -v perf >/dev/null 2>&1; then
   rm -f "$RESULTS/warren.perf.data" "$RESULTS/warren.perf.data.old"
 fi
 stop_warren
+
+if [ "${BENCH_CRITERION:-1}" = 1 ]; then
+  step "criterion micro-benchmarks (codec, topic trie)"
+  cargo bench -q -p warren-core --bench codec --bench topic -- --warm-up-time 0.5 \
+    --measurement-time 2 2>/dev/null | grep -E 'time:|thrpt:|^[a-z]' >"$RESULTS/criterion.txt" || true
+fi
 
 elapsed=$(( $(date +%s) - started ))
 load_after=$(cat /proc/loadavg)
