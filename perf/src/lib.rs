@@ -9,8 +9,11 @@
 //!   or queue messages, and report the broker's resident memory per connection, queue or
 //!   message, read from `/proc/PID/status`.
 //!
-//! The binary `warren-perf` calls [`main_with_args`]; `warren perf ...` can do the same with
-//! its own arguments, or build a [`PerfCommand`] and call [`run`].
+//! The binary `warren-perf` calls [`main_with_args`]. `warren perf ...` can either pass its
+//! arguments from `perf` on (`main_with_args(std::env::args().skip(1))`: the first item is
+//! taken as the program name), or embed [`PerfCommand`] as a clap subcommand
+//! (`Perf { #[command(subcommand)] command: warren_perf::PerfCommand }`) and call [`run`].
+//! Both build their own tokio runtime: call them outside any runtime.
 
 pub mod client;
 pub mod memory;

@@ -330,8 +330,11 @@ async fn publish_confirmed(
             }
             match crate::client::method_ids(payload) {
                 (60, 80) => {
-                    let tag = u64::from_be_bytes(payload[4..12].try_into()?);
-                    acked = if payload[12] & 1 == 1 {
+                    let (Some(tag), Some(bits)) = (payload.get(4..12), payload.get(12)) else {
+                        bail!("truncated basic.ack from the broker");
+                    };
+                    let tag = u64::from_be_bytes(tag.try_into()?);
+                    acked = if bits & 1 == 1 {
                         acked.max(tag)
                     } else {
                         acked + 1
