@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use warren_core::broker::{Broker, ConnId, Event};
+use warren_core::broker::{Broker, ConnId, Event, Message};
 use warren_core::codec::{
     peek_delivery_mode, peek_headers, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicDeliver,
     BasicGetEmpty, BasicGetOk, BasicQosOk, BasicRecoverOk, BasicReturn, ChannelClose,
@@ -176,6 +176,9 @@ struct Confirms {
     /// Unroutable mandatory publishes whose basic.return has not gone out yet: their confirm
     /// must not come first.
     awaiting_return: BTreeSet<u64>,
+    /// A `multiple` ack seen ahead of the publishes it covers: the broker folded the confirm of
+    /// a later command of the batch into an earlier ack still queued.
+    future_upto: u64,
 }
 
 #[derive(Debug)]
@@ -408,8 +411,73 @@ pub fn msg_id(body: &[u8]) -> Option<MsgId> {
     Some(u64::from_be_bytes(body.get(..8)?.try_into().ok()?))
 }
 
+/// A command as the model reads it: taken from the [`Command`] before the broker consumes it.
+pub enum Cmd {
+    Login {
+        notify: bool,
+    },
+    Open,
+    Method {
+        channel: u16,
+        method: Method,
+    },
+    Publish {
+        channel: u16,
+        mandatory: bool,
+        immediate: bool,
+        message: Message,
+    },
+    ChannelGone {
+        channel: u16,
+    },
+    Close,
+    /// Anything the model does not know (new commands; the simulator does not produce them).
+    Other,
+}
+
+impl Cmd {
+    pub fn of(c: &Command) -> Cmd {
+        #[allow(unreachable_patterns)]
+        match c {
+            Command::Login { capabilities, .. } => Cmd::Login {
+                notify: capabilities.consumer_cancel_notify,
+            },
+            Command::Open { .. } => Cmd::Open,
+            Command::Method { channel, method } => Cmd::Method {
+                channel: *channel,
+                method: method.clone(),
+            },
+            Command::Publish {
+                channel,
+                flags,
+                message,
+            } => Cmd::Publish {
+                channel: *channel,
+                mandatory: flags.mandatory,
+                immediate: flags.immediate,
+                message: message.clone(),
+            },
+            Command::ChannelGone { channel } => Cmd::ChannelGone { channel: *channel },
+            Command::Close => Cmd::Close,
+            _ => Cmd::Other,
+        }
+    }
+}
+
+/// What [`Model::on_event`] made of an event.
+#[allow(clippy::large_enum_variant)] // short-lived, never stored
+pub enum Step {
+    /// It belongs to the command being checked; the client must receive this (if anything).
+    Took(Option<Expect>),
+    /// It does not fit the command being checked (whose events are all in): it belongs to the
+    /// next command of the batch.
+    NotMine,
+}
+
 pub struct Model {
     pub strict: Strictness,
+    /// A violation found while applying a command (checked by `end_command`).
+    late: Option<String>,
     msgs: BTreeMap<MsgId, MsgInfo>,
     queues: BTreeMap<Qid, MQueue>,
     names: BTreeMap<ShortStr, Qid>,
@@ -433,6 +501,7 @@ impl Model {
     pub fn new(strict: Strictness) -> Self {
         let mut m = Model {
             strict,
+            late: None,
             msgs: BTreeMap::new(),
             queues: BTreeMap::new(),
             names: BTreeMap::new(),
@@ -474,29 +543,29 @@ impl Model {
     // Commands
     // -----------------------------------------------------------------------------------------
 
-    /// The broker is about to handle `cmd` from `conn`: apply it, noting what must come out.
-    pub fn on_command(&mut self, conn: ConnId, cmd: &Command) {
+    /// The broker handled `cmd` from `conn`: apply it, noting what must come out.
+    pub fn on_command(&mut self, conn: ConnId, cmd: &Cmd) {
         self.exp.clear();
         match cmd {
-            Command::Login { capabilities, .. } => {
+            Cmd::Login { notify } => {
                 self.conns.insert(
                     conn,
                     MConn {
                         open: false,
-                        notify: capabilities.consumer_cancel_notify,
+                        notify: *notify,
                         channels: BTreeMap::new(),
                         exclusive: Vec::new(),
                     },
                 );
                 self.expect(conn, Exp::LoginOk);
             }
-            Command::Open { .. } => {
+            Cmd::Open => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.open = true;
                     self.expect(conn, Exp::OpenOk);
                 }
             }
-            Command::Method { channel, method } => {
+            Cmd::Method { channel, method } => {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
@@ -520,16 +589,17 @@ impl Model {
                     self.raise(conn, *channel, f, class_id, method_id);
                 }
             }
-            Command::Publish {
+            Cmd::Publish {
                 channel,
-                flags,
+                mandatory,
+                immediate,
                 message,
             } => {
                 if let Err(f) = self.publish(
                     conn,
                     *channel,
-                    flags.mandatory,
-                    flags.immediate,
+                    *mandatory,
+                    *immediate,
                     message.exchange(),
                     message.routing_key(),
                     message.properties(),
@@ -538,8 +608,9 @@ impl Model {
                     self.raise(conn, *channel, f, 60, 40);
                 }
             }
-            Command::ChannelGone { channel } => self.close_channel(conn, *channel),
-            Command::Close => self.close_connection(conn),
+            Cmd::ChannelGone { channel } => self.close_channel(conn, *channel),
+            Cmd::Close => self.close_connection(conn),
+            Cmd::Other => {}
         }
     }
 
@@ -1190,12 +1261,27 @@ impl Model {
         self.published += 1;
         self.routed += queues.len() as u64;
         let c = self.chan(conn, ch);
+        let mut early = false;
         let seq = c.confirm.as_mut().map(|cf| {
             let s = cf.next_seq;
             cf.next_seq += 1;
-            cf.pending.insert(s);
+            if s <= cf.future_upto {
+                early = true;
+            } else {
+                cf.pending.insert(s);
+            }
             s
         });
+        if early {
+            self.confirmed += 1;
+            if queues.is_empty() && mandatory {
+                self.late = Some(format!(
+                    "publish {} on channel {ch} was confirmed before its basic.return",
+                    seq.unwrap_or(0)
+                ));
+            }
+        }
+        let c = self.chan(conn, ch);
         let unroutable = queues.is_empty() && mandatory;
         let in_tx = c.tx.is_some();
         let at_commit = self.strict.tx_return_at_commit;
@@ -1480,7 +1566,16 @@ impl Model {
 
     /// Checks one event the broker emitted while handling the current command; returns what
     /// the client must receive for it.
-    pub fn on_event(&mut self, conn: ConnId, ev: &Event) -> Result<Option<Expect>, String> {
+    pub fn on_event(&mut self, conn: ConnId, ev: &Event, lookahead: bool) -> Result<Step, String> {
+        let all_in = self.exp.iter().all(|(_, _, done)| *done);
+        match self.event(conn, ev) {
+            Ok(x) => Ok(Step::Took(x)),
+            Err(_) if lookahead && all_in => Ok(Step::NotMine),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn event(&mut self, conn: ConnId, ev: &Event) -> Result<Option<Expect>, String> {
         match ev {
             Event::Deliver {
                 channel,
@@ -1841,7 +1936,10 @@ impl Model {
         } else {
             vec![]
         };
-        if covered.is_empty() || tag >= cf.next_seq {
+        if multiple && tag >= cf.next_seq {
+            // Folded in ahead of later publishes of the batch; checked at the batch's end.
+            cf.future_upto = cf.future_upto.max(tag);
+        } else if covered.is_empty() {
             return Err(format!(
                 "confirm {tag} (multiple={multiple}) on channel {ch} covers no publish awaiting one (next seq {})",
                 cf.next_seq
@@ -1861,6 +1959,9 @@ impl Model {
 
     /// After the command's events: everything expected came, nothing deliverable waits.
     pub fn end_command(&mut self) -> Result<(), String> {
+        if let Some(e) = self.late.take() {
+            return Err(e);
+        }
         if let Some((conn, e, _)) = self.exp.iter().find(|(_, _, done)| !done) {
             return Err(format!(
                 "the broker did not send what the model expected to connection {}: {e:?}",
@@ -1976,6 +2077,23 @@ impl Model {
                     }
                 }
                 return Err(format!("exchanges and bindings differ:{diff}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a batch: no ack is left covering publishes that never came.
+    pub fn end_batch(&mut self) -> Result<(), String> {
+        for (id, c) in &mut self.conns {
+            for (n, ch) in &mut c.channels {
+                if let Some(cf) = &mut ch.confirm {
+                    if cf.future_upto >= cf.next_seq {
+                        return Err(format!(
+                            "confirm {} on connection {} channel {n} covers publishes never made (next seq {})",
+                            cf.future_upto, id.0, cf.next_seq
+                        ));
+                    }
+                }
             }
         }
         Ok(())

@@ -11,7 +11,7 @@ use std::cell::Cell;
 
 use bytes::Bytes;
 use warren_core::auth::StaticUsers;
-use warren_core::broker::{Broker, BrokerConfig, ConnId};
+use warren_core::broker::{Broker, BrokerConfig, ConnId, Event};
 use warren_core::codec::{
     BasicAck, BasicCancel, BasicConsume, BasicGet, BasicNack, BasicProperties, BasicPublish,
     BasicQos, BasicRecover, BasicReject, ChannelClose, ChannelFlow, ChannelOpen, ConfirmSelect,
@@ -22,9 +22,11 @@ use warren_core::codec::{
 };
 use warren_core::connection::{Connection, ConnectionConfig};
 use warren_core::storage::MemoryStorage;
+use warren_core::Command;
 
+use crate::client::Expect;
 use crate::client::{ChState, Client, Phase, MAX_CHANNELS};
-use crate::model::{Model, Strictness};
+use crate::model::{Cmd, Model, Step, Strictness};
 use crate::program::{
     exchange_name, exchange_shape, queue_flags, How, Op, BINDING_KEYS, EXCHANGES, PUBLISH_KEYS,
     QUEUES,
@@ -414,7 +416,7 @@ impl Sim {
             link.server.handle_input(bytes, now);
             moved = true;
         }
-        self.drain(p)?;
+        self.hub()?;
         moved |= self.flush_server(p);
         let stalled = self.peers[p].client.stalled;
         let down = self.peers[p].link.as_ref().map_or(0, |l| l.down.len());
@@ -473,37 +475,80 @@ impl Sim {
         moved
     }
 
-    /// Every command peer `p`'s connection produced goes to the broker, each followed by the
-    /// broker's events and the oracle's checks.
-    fn drain(&mut self, p: usize) -> R {
+    /// The hub: commands from every connection go to the broker in batches, as the native
+    /// hub takes them (`recv_many`): sometimes one at a time, sometimes many from several
+    /// connections before their events are taken out (so the broker may fold confirms
+    /// together). The oracle then walks the batch command by command, taking each command's
+    /// events off the front of the stream, and the events go to their connections.
+    fn hub(&mut self) -> R {
         loop {
-            let Some(link) = self.peers[p].link.as_mut() else {
-                return Ok(());
+            let max = if self.net.chance(50) {
+                1
+            } else {
+                2 + self.net.below(15) as usize
             };
-            let Some(cmd) = link.server.poll_command() else {
+            let n = self.peers.len();
+            let first = self.net.below(n as u32) as usize;
+            let mut batch: Vec<(ConnId, Command)> = Vec::new();
+            'gather: for k in 0..n {
+                let p = (first + k) % n;
+                let Some(link) = self.peers[p].link.as_mut() else {
+                    continue;
+                };
+                while batch.len() < max {
+                    let Some(cmd) = link.server.poll_command() else {
+                        continue 'gather;
+                    };
+                    batch.push((link.id, cmd));
+                }
+                break;
+            }
+            if batch.is_empty() {
                 return Ok(());
-            };
-            let id = link.id;
-            self.model.on_command(id, &cmd);
-            self.broker.handle(id, cmd);
-            self.stats.commands += 1;
-            self.stats.core_ops += 1;
-            self.events()?;
-            self.model.end_command()?;
+            }
+            let mut copies = Vec::with_capacity(batch.len());
+            for (id, cmd) in batch {
+                copies.push((id, Cmd::of(&cmd)));
+                self.broker.handle(id, cmd);
+                self.stats.commands += 1;
+                self.stats.core_ops += 1;
+            }
+            let mut events = Vec::new();
+            while let Some(e) = self.broker.poll_event() {
+                events.push(e);
+            }
+            self.stats.events += events.len() as u64;
+            self.stats.core_ops += events.len() as u64;
+            let mut expects = Vec::with_capacity(events.len());
+            let mut next = 0;
+            let last = copies.len() - 1;
+            for (k, (id, cmd)) in copies.iter().enumerate() {
+                self.model.on_command(*id, cmd);
+                while let Some((conn, ev)) = events.get(next) {
+                    match self.model.on_event(*conn, ev, k < last)? {
+                        Step::Took(e) => {
+                            expects.push(e);
+                            next += 1;
+                        }
+                        Step::NotMine => break,
+                    }
+                }
+                self.model.end_command()?;
+            }
+            self.model.end_batch()?;
             self.model.compare(&self.broker, false)?;
+            self.deliver_events(events, expects);
         }
     }
 
-    /// Broker events: checked by the oracle, then handed to their connections.
-    fn events(&mut self) -> R {
-        while let Some((id, ev)) = self.broker.poll_event() {
-            self.stats.events += 1;
-            self.stats.core_ops += 1;
-            let expect = self.model.on_event(id, &ev)?;
+    /// Hands broker events (already checked) to their connections, noting what each client
+    /// must receive.
+    fn deliver_events(&mut self, events: Vec<(ConnId, Event)>, expects: Vec<Option<Expect>>) {
+        let now = self.now;
+        for ((id, ev), expect) in events.into_iter().zip(expects) {
             let Some(&p) = self.owner.get(id.0 as usize) else {
                 continue;
             };
-            let now = self.now;
             let peer = &mut self.peers[p];
             let Some(link) = peer.link.as_mut().filter(|l| l.id == id) else {
                 continue;
@@ -511,8 +556,25 @@ impl Sim {
             if let Some(e) = expect {
                 peer.client.expected.push_back(e);
             }
+            self.stats.core_ops += 1;
             link.server.handle_event(ev, now);
         }
+    }
+
+    /// Events the broker emits on its own (timers): checked, then handed out.
+    fn events(&mut self) -> R {
+        let mut events = Vec::new();
+        let mut expects = Vec::new();
+        while let Some((id, ev)) = self.broker.poll_event() {
+            self.stats.events += 1;
+            self.stats.core_ops += 1;
+            match self.model.on_event(id, &ev, false)? {
+                Step::Took(e) => expects.push(e),
+                Step::NotMine => unreachable!("no lookahead"),
+            }
+            events.push((id, ev));
+        }
+        self.deliver_events(events, expects);
         Ok(())
     }
 
@@ -632,7 +694,7 @@ impl Sim {
                 c.send_heartbeat();
                 c.last_send_ms = now;
             }
-            self.drain(p)?;
+            self.hub()?;
             self.flush_server(p);
         }
         self.pump(true)?;
@@ -881,12 +943,12 @@ impl Sim {
             link.server.handle_input(bytes, now);
             self.stats.core_ops += 1;
         }
-        self.drain(p)?;
+        self.hub()?;
         if let Some(link) = self.peers[p].link.as_mut() {
             link.server.handle_eof();
             self.stats.core_ops += 1;
         }
-        self.drain(p)?;
+        self.hub()?;
         let peer = &mut self.peers[p];
         peer.link = None;
         peer.client.reset();
