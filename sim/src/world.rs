@@ -54,6 +54,9 @@ pub struct Workarounds {
     /// After a restart, take the broker's bindings as they are (stale bindings of deleted
     /// durable queues come back).
     pub restart_bindings: bool,
+    /// Never bind a queue to a direct exchange with arguments (two bindings that differ only
+    /// in arguments leave a stale entry in the direct exchange's index).
+    pub direct_binding_args: bool,
 }
 
 impl Workarounds {
@@ -69,6 +72,7 @@ impl Workarounds {
                 "lax_connection_close" => w.lax_connection_close = true,
                 "lax_consumer_tag" => w.lax_consumer_tag = true,
                 "restart_bindings" => w.restart_bindings = true,
+                "direct_binding_args" => w.direct_binding_args = true,
                 other => return Err(format!("unknown workaround '{other}'")),
             }
         }
@@ -93,9 +97,12 @@ impl Workarounds {
         if self.restart_bindings {
             v.push("restart_bindings");
         }
+        if self.direct_binding_args {
+            v.push("direct_binding_args");
+        }
         if v.is_empty() {
             "none".into()
-        } else if v.len() == 5 {
+        } else if v.len() == 6 {
             "all".into()
         } else {
             v.join(",")
@@ -109,6 +116,7 @@ impl Workarounds {
             lax_connection_close: true,
             lax_consumer_tag: true,
             restart_bindings: true,
+            direct_binding_args: true,
         }
     }
 }
@@ -1133,7 +1141,12 @@ impl Sim {
                 let queue = qname(self, q);
                 let exchange: ShortStr = exchange_name(x).into();
                 let routing_key: ShortStr = BINDING_KEYS[usize::from(key)].into();
-                let arguments = binding_args(args);
+                let direct = matches!(exchange.as_str(), "x0" | "amq.direct");
+                let arguments = if direct && self.opts.workarounds.direct_binding_args {
+                    FieldTable::default()
+                } else {
+                    binding_args(args)
+                };
                 let cl = &mut self.peers[p].client;
                 if unbind {
                     cl.send(
