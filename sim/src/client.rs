@@ -138,6 +138,8 @@ pub struct Client {
     got_start: bool,
     /// When the connection was opened (virtual ms).
     pub connected_at: u64,
+    /// Answer a server channel.close that crosses our own with close-ok (as pika does).
+    pub answers_crossed_close: bool,
 }
 
 impl Client {
@@ -161,6 +163,7 @@ impl Client {
             strict_close: true,
             got_start: false,
             connected_at: 0,
+            answers_crossed_close: false,
         }
     }
 
@@ -168,9 +171,11 @@ impl Client {
     pub fn reset(&mut self) {
         let next_ctag = self.next_ctag;
         let strict = self.strict_close;
+        let answers = self.answers_crossed_close;
         *self = Client::new();
         self.next_ctag = next_ctag;
         self.strict_close = strict;
+        self.answers_crossed_close = answers;
     }
 
     pub fn send(&mut self, channel: u16, m: impl Into<Method>) {
@@ -388,9 +393,13 @@ impl Client {
             }
             Method::ChannelClose(_) => {
                 if c.state == ChState::Closing {
-                    // Both sides closed at once: the server answers our close; we do not
-                    // answer its close.
+                    // Both sides closed at once. We still wait for the close-ok of our own
+                    // close; some clients (pika) also answer the server's close, which
+                    // RabbitMQ ignores.
                     c.crossed = true;
+                    if self.answers_crossed_close {
+                        self.send(ch, ChannelCloseOk);
+                    }
                 } else {
                     *c = Chan::new();
                     self.send(ch, ChannelCloseOk);

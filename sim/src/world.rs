@@ -54,6 +54,9 @@ pub struct Workarounds {
     /// After a restart, take the broker's bindings as they are (stale bindings of deleted
     /// durable queues come back).
     pub restart_bindings: bool,
+    /// Clients never answer a server channel.close that crosses their own (pika does; Warren
+    /// then closes the connection with 504 when it had already answered ours).
+    pub crossed_close_ok: bool,
     /// Never bind a queue to a direct exchange with arguments (two bindings that differ only
     /// in arguments leave a stale entry in the direct exchange's index).
     pub direct_binding_args: bool,
@@ -73,6 +76,7 @@ impl Workarounds {
                 "lax_consumer_tag" => w.lax_consumer_tag = true,
                 "restart_bindings" => w.restart_bindings = true,
                 "direct_binding_args" => w.direct_binding_args = true,
+                "crossed_close_ok" => w.crossed_close_ok = true,
                 other => return Err(format!("unknown workaround '{other}'")),
             }
         }
@@ -100,9 +104,12 @@ impl Workarounds {
         if self.direct_binding_args {
             v.push("direct_binding_args");
         }
+        if self.crossed_close_ok {
+            v.push("crossed_close_ok");
+        }
         if v.is_empty() {
             "none".into()
-        } else if v.len() == 6 {
+        } else if v.len() == 7 {
             "all".into()
         } else {
             v.join(",")
@@ -117,6 +124,7 @@ impl Workarounds {
             lax_consumer_tag: true,
             restart_bindings: true,
             direct_binding_args: true,
+            crossed_close_ok: true,
         }
     }
 }
@@ -268,6 +276,8 @@ impl Sim {
                 client: {
                     let mut c = Client::new();
                     c.strict_close = !opts.workarounds.lax_connection_close;
+                    // Half the clients behave like pika here.
+                    c.answers_crossed_close = i % 2 == 1 && !opts.workarounds.crossed_close_ok;
                     c
                 },
                 link: None,
