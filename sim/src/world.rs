@@ -49,7 +49,8 @@ pub struct Workarounds {
     pub wedged_close: bool,
     /// Do not require broker output sent before our connection.close to precede close-ok.
     pub lax_connection_close: bool,
-    /// Accept Warren's order of checks on basic.consume (queue before a reused tag).
+    /// Never reuse a consumer tag (Warren checks the queue before a reused tag; RabbitMQ
+    /// refuses the tag first).
     pub lax_consumer_tag: bool,
     /// After a restart, take the broker's bindings as they are (stale bindings of deleted
     /// durable queues come back).
@@ -143,7 +144,8 @@ impl Options {
             clients: 2 + (seed % 5) as usize,
             strict: Strictness {
                 tx_return_at_commit: !workarounds.no_tx_mandatory,
-                consumer_tag_first: !workarounds.lax_consumer_tag,
+                // With the workaround on, tags are never reused, so the order never matters.
+                consumer_tag_first: true,
             },
             workarounds,
         }
@@ -1478,6 +1480,7 @@ impl Sim {
                     cl.send(chn, TxCommit);
                 }
             }
+            12 if self.opts.workarounds.lax_consumer_tag => {}
             12 => {
                 let c = cl.chan(chn);
                 let tag = match c.active.first() {
