@@ -1,4 +1,10 @@
 //! Drives one [`Connection`] over any byte stream (TCP, TLS, WebSocket-as-stream).
+//!
+//! Reading, writing, broker events and timers all run in one `select!` loop, so a peer that
+//! stops reading never stops the timers (heartbeats, close deadlines) or the reading of its
+//! own input. Output that piles up past [`HIGH_WATER`] pauses deliveries to this connection
+//! (`Command::Paused`) until it drains below [`LOW_WATER`]: a slow consumer leaves messages
+//! in their queues instead of growing the broker's buffers.
 
 use std::time::Duration;
 
@@ -12,14 +18,29 @@ use crate::hub::Hub;
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
 
+/// Unwritten output above which deliveries to the connection pause.
+pub const HIGH_WATER: usize = 1 << 20;
+/// Unwritten output below which paused deliveries resume.
+pub const LOW_WATER: usize = 256 << 10;
+
 /// Runs a connection until it closes: socket bytes in, broker events in, bytes out.
-pub async fn drive<T: Transport>(mut io: T, hub: Hub, config: ConnectionConfig, peer: String) {
+pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer: String) {
     let (id, mut events) = hub.register();
     let linger = Duration::from_millis(config.close_timeout_ms);
     let mut conn = Connection::new(config, hub.now_ms());
+    let (mut rd, mut wr) = tokio::io::split(io);
     let mut commands: Vec<Command> = Vec::new();
+    // Bytes being written; new output collects in `conn.output()` meanwhile.
+    let mut pending: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut written = 0usize;
+    let mut paused = false;
     debug!(%peer, conn = id.0, "connection accepted");
     loop {
+        if written == pending.len() && !conn.output().is_empty() {
+            pending.clear();
+            written = 0;
+            std::mem::swap(&mut pending, conn.output());
+        }
         let deadline = conn.poll_timeout();
         let sleep = async {
             match deadline {
@@ -30,11 +51,24 @@ pub async fn drive<T: Transport>(mut io: T, hub: Hub, config: ConnectionConfig, 
                 None => std::future::pending().await,
             }
         };
+        let writing = written < pending.len();
         tokio::select! {
-            read = io.read_buf(conn.input_buffer()), if conn.wants_input() => {
+            read = rd.read_buf(conn.input_buffer()), if conn.wants_input() => {
                 match read {
                     Ok(0) | Err(_) => conn.handle_eof(),
                     Ok(_) => conn.process_input(hub.now_ms()),
+                }
+            }
+            wrote = wr.write(&pending[written..]), if writing => {
+                match wrote {
+                    Ok(0) | Err(_) => conn.handle_eof(),
+                    Ok(n) => {
+                        written += n;
+                        // A whole batch is out: let TLS push its records now.
+                        if written == pending.len() && wr.flush().await.is_err() {
+                            conn.handle_eof();
+                        }
+                    }
                 }
             }
             batch = events.recv() => {
@@ -52,38 +86,34 @@ pub async fn drive<T: Transport>(mut io: T, hub: Hub, config: ConnectionConfig, 
             }
             _ = sleep => conn.handle_timeout(hub.now_ms()),
         }
+        let backlog = pending.len() - written + conn.output().len();
+        if !paused && backlog > HIGH_WATER {
+            paused = true;
+            commands.push(Command::Paused(true));
+        } else if paused && backlog < LOW_WATER {
+            paused = false;
+            commands.push(Command::Paused(false));
+        }
         while let Some(c) = conn.poll_command() {
             commands.push(c);
         }
         if !commands.is_empty() {
             hub.send(id, std::mem::take(&mut commands));
         }
-        let out = conn.output();
-        if !out.is_empty() {
-            // One write and one flush per batch: a WebSocket sends it as one message, TLS as
-            // few records as it can; on TCP the flush does nothing.
-            let res = match io.write_all(out).await {
-                Ok(()) => io.flush().await,
-                Err(e) => Err(e),
-            };
-            out.clear();
-            if res.is_err() {
-                conn.handle_eof();
-                while let Some(c) = conn.poll_command() {
-                    commands.push(c);
-                }
-                hub.send(id, std::mem::take(&mut commands));
-                break;
-            }
-        }
         if conn.is_closed() {
-            let _ = io.flush().await;
+            // Last words (a close, a close-ok, our protocol header), within the linger time.
+            let rest = [&pending[written..], conn.output().as_slice()].concat();
+            let _ = tokio::time::timeout(linger, async {
+                wr.write_all(&rest).await?;
+                wr.flush().await
+            })
+            .await;
             break;
         }
     }
     // Whatever happened, the broker must forget this connection (duplicates are ignored).
     hub.send(id, vec![Command::Close]);
     // Bounded: a WebSocket waits here for the peer's close reply, TLS to send close_notify.
-    let _ = tokio::time::timeout(linger, io.shutdown()).await;
+    let _ = tokio::time::timeout(linger, wr.shutdown()).await;
     debug!(%peer, conn = id.0, "connection closed");
 }

@@ -361,6 +361,7 @@ impl Broker {
                 }
                 let ok = conns
                     .get(&c.conn)
+                    .filter(|conn| !conn.paused)
                     .and_then(|conn| conn.channels.get(&c.channel))
                     .is_some_and(|ch| ch.can_deliver_to(&c.tag));
                 if ok {

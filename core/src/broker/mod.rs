@@ -93,6 +93,10 @@ pub enum Command {
     },
     /// The connection closed the channel on its own (a content error): forget it.
     ChannelGone { channel: u16 },
+    /// The connection's socket is backed up (`true`) or has drained (`false`): while paused,
+    /// no deliveries are made to its consumers, so a peer that does not read costs queue
+    /// space, not unbounded buffers (RabbitMQ's credit flow does the same).
+    Paused(bool),
     /// The connection is gone, cleanly or not.
     Close,
 }
@@ -163,6 +167,8 @@ pub struct VHost {
 }
 
 struct Conn {
+    /// Deliveries held back while the socket is backed up.
+    paused: bool,
     username: String,
     vhost: Option<ShortStr>,
     capabilities: ClientCapabilities,
@@ -358,6 +364,7 @@ impl Broker {
                     self.conns.insert(
                         conn,
                         Conn {
+                            paused: false,
                             username,
                             vhost: None,
                             capabilities,
@@ -387,6 +394,7 @@ impl Broker {
                 }
             }
             Command::ChannelGone { channel } => self.close_channel(conn, channel),
+            Command::Paused(paused) => self.set_paused(conn, paused),
             Command::Close => self.close_connection(conn),
         }
         self.dispatch_dirty();
@@ -524,6 +532,26 @@ impl Broker {
             )),
         };
         result.map_err(|f| f.or_caused_by(class_id, method_id))
+    }
+
+    fn set_paused(&mut self, conn: ConnId, paused: bool) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.paused == paused {
+            return;
+        }
+        c.paused = paused;
+        if !paused {
+            let mut queues: Vec<QueueId> = c
+                .channels
+                .values()
+                .flat_map(|ch| ch.consumed_queues())
+                .collect();
+            queues.sort();
+            queues.dedup();
+            self.dirty.extend(queues);
+        }
     }
 
     fn channel_flow(&mut self, conn: ConnId, channel: u16, active: bool) -> Result<(), Fault> {
