@@ -172,6 +172,13 @@ def svg_chart(rows, path):
         f.write("\n".join(out) + "\n")
 
 
+def share(x):
+    """x = Warren ÷ RabbitMQ as a phrase: '1/7.3' or '2.3×'."""
+    if x <= 0:
+        return "none"
+    return f"1/{1 / x:.1f}" if x < 1 else f"{x:.2f}×"
+
+
 def target_line(name, reached, detail):
     mark = "**reached**" if reached else "**not reached**"
     return f"| {name} | {mark} | {detail} |"
@@ -202,6 +209,14 @@ def main():
         "for a 1-minute load under 0.5 first)")
     add(f"- **Warren** commit `{machine.get('warren_commit', '?')}`, release build "
         f"({machine.get('rustc', '?')}), `warren server`, default options, in-memory storage")
+    try:
+        busy = float(str(machine.get("load_before", "0")).split()[0]) >= 0.5
+    except ValueError:
+        busy = False
+    if busy:
+        add("- **The machine was not quiet**: other jobs were running (load average above), "
+            "so absolute figures are low and the latency tails are the most affected; both "
+            "brokers ran under the same conditions, one after the other.")
     mode = machine.get("rabbitmq_mode", "dedicated")
     add(f"- **RabbitMQ** {machine.get('rabbitmq_version', '?')} (Debian's `rabbitmq-server`, "
         "Erlang from Debian), default configuration, no plugins, "
@@ -278,8 +293,7 @@ def main():
         if x is None:
             add(f"| Memory per {label} ≤ 1/10 of RabbitMQ | no result | |")
             continue
-        detail = (f"{fmt_bytes(wv)} vs {fmt_bytes(rv)}: 1/{1 / x:.1f} of RabbitMQ's"
-                  if x > 0 else f"{fmt_bytes(wv)} vs {fmt_bytes(rv)}")
+        detail = f"{fmt_bytes(wv)} vs {fmt_bytes(rv)}: {share(x)} of RabbitMQ's"
         if x > 0.1:
             detail += f"; {fmt_bytes(wv - rv / 10)} per {label.split()[1]} too many " \
                       f"(needs {(1 - (rv / 10) / wv) * 100:.0f}% less)"
@@ -287,7 +301,7 @@ def main():
     wv, rv = get(W["s6-latency10k"], "latency", "p99_us"), get(R["s6-latency10k"], "latency", "p99_us")
     x = ratio(wv, rv)
     if x is not None:
-        detail = f"{fmt_us(wv)} vs {fmt_us(rv)}: 1/{1 / x:.1f} of RabbitMQ's" if x > 0 else ""
+        detail = f"{fmt_us(wv)} vs {fmt_us(rv)}: {share(x)} of RabbitMQ's"
         if x > 1 / 3:
             detail += f"; {fmt_us(wv - rv / 3)} over"
         add(target_line("p99 latency at 10k msg/s ≤ 1/3 of RabbitMQ's", x <= 1 / 3, detail))
@@ -350,9 +364,10 @@ def main():
     add("`warren-perf` (crate `perf/`) is modelled on RabbitMQ PerfTest and lavinmqperf and "
         "built on Warren's codec: a publish is encoded once and copied into ~64 KiB writes, "
         "deliveries and confirms are scanned in place in the read buffer, latency comes from a "
-        "wall-clock stamp in the first 8 bytes of each body, recorded in HDR histograms. One "
-        "thread runs every producer and consumer. Its own CPU per message is in the tables "
-        "above (tool CPU µs per published msg): a small fraction of either broker's.")
+        "wall-clock stamp in the first 8 bytes of each body, recorded in HDR histograms. The "
+        "benchmark runs it with one worker thread per core (`--threads 2`) for all its "
+        "producers and consumers. Its own CPU per message is in the tables above (tool CPU µs "
+        "per published msg): a small fraction of either broker's.")
     add("")
     r1 = get(R["s1-16b"], "receive_rate")
     if r1:

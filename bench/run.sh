@@ -165,6 +165,9 @@ trap cleanup EXIT
 # Scenarios: name | warren-perf arguments. Each throughput scenario runs for $DURATION seconds of
 # publishing, then drains.
 D=$DURATION
+# The tool's producers and consumers get one worker thread per core, as PerfTest gives each
+# client its own thread: with a single thread, a 64 KiB publisher could starve its consumer.
+TOOL_THREADS=${BENCH_TOOL_THREADS:-$(nproc)}
 THROUGHPUT=(
   "s1-16b|-x 1 -y 1 -s 16 --auto-ack --time $D"
   "s2-1kib|-x 1 -y 1 -s 1024 --auto-ack --time $D"
@@ -203,7 +206,8 @@ run_throughput() {
     args=${entry#*|}
     step "$broker $name: $args"
     # shellcheck disable=SC2086
-    timeout $((D + 120)) "$PERF_TOOL" throughput $args --uri "$uri" --pid "$pid" --json \
+    timeout $((D + 120)) "$PERF_TOOL" throughput $args --threads "$TOOL_THREADS" \
+      --uri "$uri" --pid "$pid" --json \
       >"$RESULTS/$broker-$name.json" 2>"$RESULTS/$broker-$name.log" ||
       echo "{\"scenario\": \"throughput\", \"error\": \"exit $?\"}" >"$RESULTS/$broker-$name.json"
     tail -n 3 "$RESULTS/$broker-$name.log" >&2 || true
@@ -230,7 +234,7 @@ if command -v perf >/dev/null 2>&1; then
   perf record -q -e cpu-clock -F 999 -g -p "$WARREN_PID" -o "$RESULTS/warren.perf.data" \
     -- sleep "$((D > 5 ? 5 : D))" >/dev/null 2>&1 &
   perf_pid=$!
-  "$PERF_TOOL" throughput -x 1 -y 1 -s 16 --auto-ack --time "$((D > 5 ? 5 : D))" \
+  "$PERF_TOOL" throughput -x 1 -y 1 -s 16 --auto-ack --time "$((D > 5 ? 5 : D))" --threads "$TOOL_THREADS" \
     --uri "$WARREN_URI" --pid "$WARREN_PID" --json >"$RESULTS/warren-profile-run.json" 2>/dev/null || true
   wait "$perf_pid" || true
   perf report -i "$RESULTS/warren.perf.data" --stdio --no-children -g none --percent-limit 0.7 \
