@@ -152,9 +152,12 @@ def svg_chart(rows, path):
                        "no result</text>")
             continue
         x0, x1 = x(1), x(value)
-        color = "#2a7ab8" if value >= 1 else "#c0504d"
-        if target is not None and value < target:
+        if value < 1:
+            color = "#c0504d"
+        elif target is not None and value < target:
             color = "#e39b2b"
+        else:
+            color = "#2a7ab8"
         out.append(f'<rect x="{min(x0, x1):.1f}" y="{y}" width="{abs(x1 - x0):.1f}" '
                    f'height="{bar_h}" fill="{color}"/>')
         tx = max(x0, x1, x(target) if target is not None else 0) + 6
