@@ -85,6 +85,9 @@ enum State {
     Running,
     /// We sent `connection.close`; waiting for `close-ok`.
     Closing,
+    /// The client sent `connection.close`; `close-ok` goes out once the broker has answered
+    /// everything before it.
+    PeerClosing,
     /// Done: flush output, then close the socket.
     Closed,
 }
@@ -97,7 +100,7 @@ impl State {
             State::TuneOk => "tuning",
             State::Open | State::OpenOk => "opening",
             State::Running => "running",
-            State::Closing | State::Closed => "closing",
+            State::Closing | State::PeerClosing | State::Closed => "closing",
         }
     }
 }
@@ -206,7 +209,11 @@ impl Connection {
         }
         // While the broker weighs credentials or the vhost, later frames wait in the buffer:
         // a client may pipeline `channel.open` right behind `connection.open`.
-        while !matches!(self.state, State::Closed | State::Login | State::OpenOk) && !self.blocked {
+        while !matches!(
+            self.state,
+            State::Closed | State::Login | State::OpenOk | State::PeerClosing
+        ) && !self.blocked
+        {
             match decode_frame(&mut self.input, self.frame_max) {
                 Ok(Some(frame)) => {
                     if let Err(fault) = self.handle_frame(frame) {
@@ -231,7 +238,11 @@ impl Connection {
     /// False while the connection is blocked by a resource alarm: the adapter must stop reading
     /// from the socket (TCP backpressure then pauses the publisher), as RabbitMQ does.
     pub fn wants_input(&self) -> bool {
-        !self.blocked && !matches!(self.state, State::Closed | State::Login | State::OpenOk)
+        !self.blocked
+            && !matches!(
+                self.state,
+                State::Closed | State::Login | State::OpenOk | State::PeerClosing
+            )
     }
 
     /// Takes an answer or a delivery from the broker.
@@ -282,7 +293,7 @@ impl Connection {
                     // The broker has let the channel go: the number is free again.
                     self.free_channel(channel);
                 }
-                if self.state == State::Running {
+                if self.is_answering() {
                     encode_method_frame(&mut self.output, channel, &method);
                 }
             }
@@ -293,7 +304,7 @@ impl Connection {
                 redelivered,
                 message,
             } => {
-                if self.state == State::Running {
+                if self.is_answering() {
                     encode_deliver(
                         &mut self.output,
                         channel,
@@ -313,7 +324,7 @@ impl Connection {
                 method,
                 message,
             } => {
-                if self.state == State::Running {
+                if self.is_answering() {
                     encode_method_frame(&mut self.output, channel, &method);
                     encode_content(
                         &mut self.output,
@@ -326,8 +337,10 @@ impl Connection {
                 }
             }
             Event::ChannelError { channel, fault } => {
-                if self.state == State::Running {
+                if self.is_answering() {
+                    let mut peer_was_closing = false;
                     if let Some(Some(ch)) = self.channels.get_mut(usize::from(channel)) {
+                        peer_was_closing = ch.state == ChannelState::ClosingByPeer;
                         ch.state = ChannelState::ClosingByServer;
                         ch.content = None;
                     }
@@ -338,6 +351,19 @@ impl Connection {
                         method_id: fault.method_id,
                     };
                     encode_method_frame(&mut self.output, channel, &close.into());
+                    if peer_was_closing {
+                        // The client's own channel.close reached a broker that had already let
+                        // the channel go: answer it here, as RabbitMQ does.
+                        encode_method_frame(&mut self.output, channel, &ChannelCloseOk.into());
+                    }
+                }
+            }
+            Event::Closed => {
+                if self.state == State::PeerClosing {
+                    // Every answer to what the client sent before its close is out: now
+                    // close-ok, and the connection is over.
+                    encode_method_frame(&mut self.output, 0, &ConnectionCloseOk.into());
+                    self.state = State::Closed;
                 }
             }
             Event::ConnectionError { fault } => {
@@ -441,6 +467,12 @@ impl Connection {
     /// The negotiated heartbeat interval in milliseconds (0 = none).
     pub fn heartbeat_ms(&self) -> u64 {
         self.heartbeat_ms
+    }
+
+    /// Whether broker answers still go out: while open, and while a client close waits for
+    /// the answers to what came before it.
+    fn is_answering(&self) -> bool {
+        matches!(self.state, State::Running | State::PeerClosing)
     }
 
     /// True once `connection.open-ok` went out and until a close starts.
@@ -627,10 +659,15 @@ impl Connection {
                 Ok(())
             }
             (State::Running | State::OpenOk, Method::ConnectionClose(_)) => {
-                encode_method_frame(&mut self.output, 0, &ConnectionCloseOk.into());
-                self.close_silently();
+                // close-ok waits for the broker: answers to commands sent before the close
+                // must reach the client first (`Event::Closed` comes after them).
+                self.state = State::PeerClosing;
+                self.channels.clear();
+                self.deadline_ms = Some(self.last_recv_ms + self.config.close_timeout_ms);
+                self.commands.push_back(Command::Close);
                 Ok(())
             }
+            (State::PeerClosing, _) => Ok(()),
             (State::Closing, Method::ConnectionCloseOk(_)) => {
                 self.state = State::Closed;
                 Ok(())
@@ -683,6 +720,9 @@ impl Connection {
             .and_then(|c| c.as_ref())
             .map(|c| c.state);
         match (slot, method) {
+            // A close-ok for a channel already gone (the answer to a close that crossed the
+            // client's own): RabbitMQ ignores it.
+            (None, Method::ChannelCloseOk(_)) => Ok(()),
             (None, Method::ChannelOpen(open)) => {
                 if channel > self.channel_max {
                     return Err(connection_fault!(

@@ -35,6 +35,7 @@ pub enum TxOp {
     Publish {
         queues: Vec<QueueId>,
         message: super::Message,
+        mandatory: bool,
     },
     Ack(Unacked),
     Nack {

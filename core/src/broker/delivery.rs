@@ -78,17 +78,19 @@ impl Broker {
         if let Some(s) = seq {
             ch.next_publish_seq = Some(s + 1);
         }
-        if queues.is_empty() && p.mandatory {
-            self.return_no_route(conn, channel, message.clone());
-        }
         let ch = self.channel_mut(conn, channel)?;
         let mut rejected = false;
         if let Some(tx) = ch.tx.as_mut() {
+            // Routed now; enqueued, or returned when unroutable and mandatory, at commit.
             tx.push(TxOp::Publish {
                 queues: queues.clone(),
                 message,
+                mandatory: p.mandatory,
             });
         } else {
+            if queues.is_empty() && p.mandatory {
+                self.return_no_route(conn, channel, message.clone());
+            }
             for &q in &queues {
                 rejected |= !self.enqueue(q, message.clone(), false);
             }
@@ -466,6 +468,19 @@ impl Broker {
         } else {
             m.queue.clone()
         };
+        // A tag in use is refused before the queue is looked at (RabbitMQ's order).
+        if !m.consumer_tag.is_empty()
+            && self
+                .channel_mut(conn, channel)?
+                .consumers
+                .contains_key(&m.consumer_tag)
+        {
+            return Err(connection_fault!(
+                NOT_ALLOWED,
+                "attempt to reuse consumer tag '{}'",
+                m.consumer_tag
+            ));
+        }
         let qid = self.usable_queue(conn, &vhost, &queue_name)?;
         let q = &self.queues[&qid];
         if q.has_exclusive_consumer || (m.exclusive && !q.consumers.is_empty()) {
@@ -489,12 +504,6 @@ impl Broker {
             m.consumer_tag.clone()
         };
         let ch = self.channel_mut(conn, channel)?;
-        if ch.consumers.contains_key(&tag) {
-            return Err(connection_fault!(
-                NOT_ALLOWED,
-                "attempt to reuse consumer tag '{tag}'"
-            ));
-        }
         let prefetch = ch.consumer_prefetch;
         ch.consumers.insert(
             tag.clone(),
@@ -826,7 +835,14 @@ impl Broker {
         }
         for op in ops {
             match op {
-                TxOp::Publish { queues, message } => {
+                TxOp::Publish {
+                    queues,
+                    message,
+                    mandatory,
+                } => {
+                    if queues.is_empty() && mandatory {
+                        self.return_no_route(conn, channel, message.clone());
+                    }
                     for q in queues {
                         self.enqueue(q, message.clone(), false);
                     }

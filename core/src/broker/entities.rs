@@ -693,6 +693,11 @@ impl Broker {
     /// Deletes a queue: cancels its consumers (notifying those who asked), drops its bindings
     /// and messages. Returns how many ready messages it held.
     pub(crate) fn delete_queue_by_id(&mut self, id: QueueId, _by: Option<(ConnId, u16)>) -> u32 {
+        let Some(vhost) = self.queues.get(&id).map(|q| q.vhost.clone()) else {
+            return 0;
+        };
+        // Bindings go first, while the queue can still be named in their storage records.
+        self.unbind_everywhere(&vhost, &Destination::Queue(id));
         let Some(q) = self.queues.remove(&id) else {
             return 0;
         };
@@ -727,7 +732,6 @@ impl Broker {
         if q.durable && q.exclusive_owner.is_none() {
             self.storage.delete_queue(&q.vhost, &q.name);
         }
-        self.unbind_everywhere(&q.vhost, &Destination::Queue(id));
         q.message_count()
     }
 }

@@ -103,11 +103,13 @@ impl Exchange {
             return false;
         }
         match self.kind {
-            ExchangeKind::Direct => self
-                .direct
-                .entry(b.routing_key.clone())
-                .or_default()
-                .push(b.destination.clone()),
+            ExchangeKind::Direct => {
+                // Bindings that differ only in arguments share one index entry.
+                let dests = self.direct.entry(b.routing_key.clone()).or_default();
+                if !dests.contains(&b.destination) {
+                    dests.push(b.destination.clone());
+                }
+            }
             ExchangeKind::Topic => {
                 // The trie holds each (pattern, destination) once; bindings that differ only
                 // in arguments share the entry.

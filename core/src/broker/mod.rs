@@ -138,6 +138,9 @@ pub enum Event {
     ConnectionError {
         fault: Fault,
     },
+    /// The broker has let the connection go (the answer to `Command::Close`, after every
+    /// earlier answer): a client-initiated close can now be confirmed with `close-ok`.
+    Closed,
     /// A resource alarm went on (`Some(reason)`) or off (`None`): publishers must be paused.
     ResourceAlarm {
         reason: Option<ShortStr>,
@@ -395,7 +398,12 @@ impl Broker {
             }
             Command::ChannelGone { channel } => self.close_channel(conn, channel),
             Command::Paused(paused) => self.set_paused(conn, paused),
-            Command::Close => self.close_connection(conn),
+            Command::Close => {
+                if self.conns.contains_key(&conn) {
+                    self.close_connection(conn);
+                    self.emit(conn, Event::Closed);
+                }
+            }
         }
         self.dispatch_dirty();
     }
