@@ -162,8 +162,10 @@ impl Connection {
         Connection {
             config,
             state: State::Header,
-            input: BytesMut::with_capacity(8 * 1024),
-            output: Vec::with_capacity(8 * 1024),
+            // Small to start: an idle connection should cost little; the adapter grows the
+            // input buffer for busy ones, and output grows with what is written.
+            input: BytesMut::new(),
+            output: Vec::new(),
             commands: VecDeque::new(),
             channels: Vec::new(),
             frame_max,

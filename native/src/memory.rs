@@ -66,10 +66,10 @@ pub async fn monitor(hub: Hub, watermark: Watermark, period: Duration) {
             alarmed = over;
             if over {
                 warn!(rss, limit, "memory alarm set: publishers are paused");
-                hub.set_resource_alarm(Some("low on memory".into()));
+                hub.set_resource_alarm(Some("low on memory".into())).await;
             } else {
                 info!(rss, limit, "memory alarm cleared");
-                hub.set_resource_alarm(None);
+                hub.set_resource_alarm(None).await;
             }
         }
     }

@@ -22,16 +22,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
 pub const HIGH_WATER: usize = 1 << 20;
 /// Unwritten output below which paused deliveries resume.
 pub const LOW_WATER: usize = 256 << 10;
+/// Free space the input buffer has before a read, and the most it grows by at once.
+const READ_MIN: usize = 1024;
+const READ_MAX: usize = 64 << 10;
 
 /// Runs a connection until it closes: socket bytes in, broker events in, bytes out.
 pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer: String) {
-    let (id, mut events) = hub.register();
+    let (id, mut events) = hub.register().await;
     let linger = Duration::from_millis(config.close_timeout_ms);
     let mut conn = Connection::new(config, hub.now_ms());
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut commands: Vec<Command> = Vec::new();
     // Bytes being written; new output collects in `conn.output()` meanwhile.
-    let mut pending: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut pending: Vec<u8> = Vec::new();
     let mut written = 0usize;
     let mut paused = false;
     debug!(%peer, conn = id.0, "connection accepted");
@@ -52,6 +55,15 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
             }
         };
         let writing = written < pending.len();
+        if conn.wants_input() {
+            // Room for a good read; grows only on a connection that fills it, so an idle one
+            // stays small.
+            let buf = conn.input_buffer();
+            if buf.capacity() - buf.len() < READ_MIN {
+                let grow = buf.capacity().clamp(READ_MIN, READ_MAX);
+                buf.reserve(grow);
+            }
+        }
         tokio::select! {
             read = rd.read_buf(conn.input_buffer()), if conn.wants_input() => {
                 match read {
@@ -98,7 +110,7 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
             commands.push(c);
         }
         if !commands.is_empty() {
-            hub.send(id, std::mem::take(&mut commands));
+            hub.send(id, std::mem::take(&mut commands)).await;
         }
         if conn.is_closed() {
             // Last words (a close, a close-ok, our protocol header), within the linger time.
@@ -112,7 +124,7 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
         }
     }
     // Whatever happened, the broker must forget this connection (duplicates are ignored).
-    hub.send(id, vec![Command::Close]);
+    hub.send(id, vec![Command::Close]).await;
     // Bounded: a WebSocket waits here for the peer's close reply, TLS to send close_notify.
     let _ = tokio::time::timeout(linger, wr.shutdown()).await;
     debug!(%peer, conn = id.0, "connection closed");

@@ -23,10 +23,19 @@ enum HubMsg {
     Shutdown(tokio::sync::oneshot::Sender<()>),
 }
 
+/// How many messages (each a connection's batch of commands) the hub's inbox holds before
+/// senders wait: a publisher faster than the broker is slowed at its own socket (TCP
+/// backpressure) instead of growing the inbox without bound.
+pub const INBOX: usize = 256;
+
+/// Messages the hub takes per round before it hands out the events they caused: small
+/// enough that deliveries flow while publishers flood.
+const ROUND: usize = 32;
+
 /// A cloneable handle to the broker task.
 #[derive(Clone)]
 pub struct Hub {
-    tx: mpsc::UnboundedSender<HubMsg>,
+    tx: mpsc::Sender<HubMsg>,
     next_conn: Arc<AtomicU64>,
     /// Connections the hub still serves.
     live: Arc<AtomicUsize>,
@@ -36,7 +45,7 @@ pub struct Hub {
 impl Hub {
     /// Starts the broker task on the current tokio runtime.
     pub fn spawn(broker: Broker) -> Hub {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(INBOX);
         let epoch = Instant::now();
         let live = Arc::new(AtomicUsize::new(0));
         tokio::spawn(run(broker, rx, epoch, live.clone()));
@@ -54,23 +63,23 @@ impl Hub {
     }
 
     /// Registers a new connection; events for it arrive on the returned receiver.
-    pub fn register(&self) -> (ConnId, mpsc::UnboundedReceiver<EventBatch>) {
+    pub async fn register(&self) -> (ConnId, mpsc::UnboundedReceiver<EventBatch>) {
         let id = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::unbounded_channel();
-        let _ = self.tx.send(HubMsg::Register(id, tx));
+        let _ = self.tx.send(HubMsg::Register(id, tx)).await;
         (id, rx)
     }
 
     /// Raises or clears the broker's resource alarm (see `Broker::set_resource_alarm`).
-    pub fn set_resource_alarm(&self, reason: Option<String>) {
-        let _ = self.tx.send(HubMsg::Alarm(reason));
+    pub async fn set_resource_alarm(&self, reason: Option<String>) {
+        let _ = self.tx.send(HubMsg::Alarm(reason)).await;
     }
 
     /// Closes every connection with 320 CONNECTION_FORCED (reason 'shutdown') and waits up to
     /// `grace` for their tasks to finish the close handshake.
     pub async fn shutdown(&self, grace: std::time::Duration) {
         let (done, wait) = tokio::sync::oneshot::channel();
-        if self.tx.send(HubMsg::Shutdown(done)).is_err() {
+        if self.tx.send(HubMsg::Shutdown(done)).await.is_err() {
             return;
         }
         let _ = wait.await;
@@ -80,17 +89,17 @@ impl Hub {
         }
     }
 
-    /// Sends a batch of commands from one connection.
-    pub fn send(&self, conn: ConnId, commands: Vec<Command>) {
+    /// Sends a batch of commands from one connection; waits while the hub's inbox is full.
+    pub async fn send(&self, conn: ConnId, commands: Vec<Command>) {
         if !commands.is_empty() {
-            let _ = self.tx.send(HubMsg::Commands(conn, commands));
+            let _ = self.tx.send(HubMsg::Commands(conn, commands)).await;
         }
     }
 }
 
 async fn run(
     mut broker: Broker,
-    mut rx: mpsc::UnboundedReceiver<HubMsg>,
+    mut rx: mpsc::Receiver<HubMsg>,
     epoch: Instant,
     live: Arc<AtomicUsize>,
 ) {
@@ -115,7 +124,7 @@ async fn run(
             }
         };
         tokio::select! {
-            n = rx.recv_many(&mut inbox, 1024) => {
+            n = rx.recv_many(&mut inbox, ROUND) => {
                 if n == 0 {
                     return;
                 }
