@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use warren_sim::{run_bytes, Workarounds};
 
 fuzz_target!(|data: &[u8]| {
-    let out = run_bytes(data, Workarounds::all());
+    let out = run_bytes(data, Workarounds::standard());
     if let Some(f) = out.failure {
         panic!("step {}: {}", f.step, f.invariant);
     }

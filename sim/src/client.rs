@@ -448,7 +448,7 @@ impl Client {
     }
 
     /// The server closed the socket (after we read everything it wrote).
-    /// `silent_ms`: how long we had sent nothing when the server closed.
+    /// `silent_ms`: how long the server had received nothing when it closed.
     pub fn on_eof(&mut self, silent_ms: u64, now_ms: u64) -> Result<(), String> {
         // A connection the server drops without a close handshake must have been silent
         // (two missed heartbeats), or slow to finish its handshake.

@@ -12,8 +12,9 @@ const USAGE: &str = "usage:
   warren-sim shrink --seed S [--steps N] [W]
   warren-sim soak   --seconds T [--steps N] [--first S] [--out FILE] [W]
 
-W: --workarounds LIST picks the workarounds for known core bugs (comma-separated names,
-   'all' (the default) or 'none'; see sim/regressions.txt); --strict is --workarounds none.";
+W: --workarounds LIST turns on workarounds for known core bugs (comma-separated names, 'all'
+   or 'none'; the default is the set for bugs still open, Workarounds::standard, now none; see
+   sim/regressions.txt); --strict is --workarounds none.";
 
 struct Args {
     cmd: String,
@@ -42,7 +43,7 @@ fn parse() -> Result<Args, String> {
         seconds: 60,
         out: None,
         bytes: None,
-        w: Workarounds::all(),
+        w: Workarounds::standard(),
         verbose: false,
     };
     while let Some(flag) = it.next() {
@@ -65,7 +66,7 @@ fn parse() -> Result<Args, String> {
                         .collect::<Result<_, _>>()?,
                 )
             }
-            "--strict" => a.w = Workarounds::default(),
+            "--strict" => a.w = Workarounds::standard(),
             "--workarounds" => a.w = Workarounds::parse(&val()?)?,
             "--verbose" => a.verbose = true,
             _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
@@ -74,12 +75,12 @@ fn parse() -> Result<Args, String> {
     Ok(a)
 }
 
-/// The command-line flag that selects `w` ("" for the default).
+/// The command-line flag that selects `w` ("" for the default, none).
 fn wflag(w: &Workarounds) -> String {
-    match w.names().as_str() {
-        "all" => String::new(),
-        names => format!(" --workarounds {names}"),
+    if w.names() == Workarounds::standard().names() {
+        return String::new();
     }
+    format!(" --workarounds {}", w.names())
 }
 
 fn replay_line(seed: u64, steps: usize, ops: Option<&[usize]>, w: &Workarounds) -> String {

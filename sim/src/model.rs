@@ -288,6 +288,8 @@ enum Exp {
     ConnectionError(u16, String, u16, u16),
     LoginOk,
     OpenOk,
+    /// The broker let the connection go (answering `Command::Close`).
+    Closed,
 }
 
 /// An error the model predicts.
@@ -609,7 +611,14 @@ impl Model {
                 }
             }
             Cmd::ChannelGone { channel } => self.close_channel(conn, *channel),
-            Cmd::Close => self.close_connection(conn),
+            Cmd::Close => {
+                // The broker answers the close of a connection it knows with `Closed` (the
+                // connection then sends close-ok to a client that asked).
+                if self.conns.contains_key(&conn) {
+                    self.close_connection(conn);
+                    self.expect(conn, Exp::Closed);
+                }
+            }
             Cmd::Other => {}
         }
     }
@@ -1644,6 +1653,9 @@ impl Model {
             ))
         };
         let (_, want, _) = &self.exp[i];
+        if let (Exp::Closed, Event::Closed) = (want, ev) {
+            return Ok(None);
+        }
         let out = match (want, ev) {
             (Exp::LoginOk, Event::LoginOk) => Expect {
                 channel: 0,

@@ -27,7 +27,7 @@ fn lines() -> Vec<Line> {
             seed: 0,
             steps: 5_000,
             ops: None,
-            workarounds: Workarounds::all(),
+            workarounds: Workarounds::standard(),
             known_failing: false,
             what: what.to_string(),
         };
@@ -94,10 +94,13 @@ fn known_failing_programs_pass_with_every_workaround_on() {
 
 #[test]
 fn the_same_seed_gives_the_same_trace() {
-    let a = run_seed(11, 1_500, None, Workarounds::all());
-    let b = run_seed(11, 1_500, None, Workarounds::all());
+    let a = run_seed(11, 1_500, None, Workarounds::standard());
+    let b = run_seed(11, 1_500, None, Workarounds::standard());
     assert_eq!(a.trace, b.trace);
-    assert_ne!(a.trace, run_seed(12, 1_500, None, Workarounds::all()).trace);
+    assert_ne!(
+        a.trace,
+        run_seed(12, 1_500, None, Workarounds::standard()).trace
+    );
 }
 
 /// Prints seed 11's trace hash when asked (used by the cross-process test below).
@@ -106,7 +109,7 @@ fn print_trace_of_seed_11() {
     if std::env::var_os("SIM_PRINT_TRACE").is_some() {
         println!(
             "TRACE {:016x}",
-            run_seed(11, 1_500, None, Workarounds::all()).trace
+            run_seed(11, 1_500, None, Workarounds::standard()).trace
         );
     }
 }
@@ -117,7 +120,7 @@ fn print_trace_of_seed_11() {
 fn another_process_gives_the_same_trace() {
     let here = format!(
         "{:016x}",
-        run_seed(11, 1_500, None, Workarounds::all()).trace
+        run_seed(11, 1_500, None, Workarounds::standard()).trace
     );
     let exe = std::env::current_exe().expect("test binary");
     for _ in 0..2 {
