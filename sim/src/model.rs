@@ -2057,10 +2057,12 @@ impl Model {
             if let (Some(bh), Some(mh)) = (b.head(), q.ready.front()) {
                 if msg_id(bh.message.body()) != Some(mh.msg) || bh.redelivered != mh.redelivered {
                     return Err(format!(
-                        "queue '{}': broker's head is message {:?}, model's {}",
+                        "queue '{}': broker's head is message {:?} (redelivered={}), model's {} (redelivered={})",
                         q.name,
                         msg_id(bh.message.body()),
-                        mh.msg
+                        bh.redelivered,
+                        mh.msg,
+                        mh.redelivered
                     ));
                 }
             }
