@@ -216,6 +216,8 @@ def main():
         busy = float(str(machine.get("load_before", "0")).split()[0]) >= 0.5
     except ValueError:
         busy = False
+    if machine.get("note"):
+        add(f"- **Note**: {machine['note']}")
     if busy:
         add("- **The machine was not quiet**: other jobs were running (load average above), "
             "so absolute figures are low and the latency tails are the most affected; both "

@@ -3,6 +3,7 @@
 #
 #   bench/run.sh                 # everything: ~10 minutes, writes BENCHMARKS.md + bench/chart.svg
 #   BENCH_DURATION=5 bench/run.sh  # shorter throughput scenarios (default 10 s each)
+#   BENCH_NOTE='...' bench/run.sh  # a remark printed under "Machine and run"
 #
 # What it does:
 #   1. waits (up to BENCH_QUIET_WAIT seconds, default 600) for the 1-minute load average to drop
@@ -271,7 +272,8 @@ cat >"$RESULTS/machine.json" <<EOF
   "rabbitmq_version": "$rabbit_version",
   "rabbitmq_mode": "$RABBIT_MODE",
   "warren_commit": "$(git rev-parse --short HEAD)",
-  "rustc": "$(rustc --version)"
+  "rustc": "$(rustc --version)",
+  "note": "$(printf '%s' "${BENCH_NOTE:-}" | tr -d '"\\')"
 }
 EOF
 python3 bench/report.py "$RESULTS" "$root/BENCHMARKS.md" "$root/bench/chart.svg"

@@ -496,7 +496,7 @@ pub async fn run(args: &ThroughputArgs) -> Result<ThroughputReport> {
     if args.producers == 0 && args.consumers == 0 {
         bail!("nothing to do: no producers and no consumers");
     }
-    if args.time.is_none() && args.pmessages.is_none() && args.producers > 0 {
+    if args.time.is_none() && (args.pmessages.is_none() || args.producers == 0) {
         eprintln!("no --time or --pmessages: running until Ctrl-C");
     }
     let uri = AmqpUri::parse(&args.uri)?;
@@ -641,6 +641,13 @@ pub async fn run(args: &ThroughputArgs) -> Result<ThroughputReport> {
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             shared.stop_producers.store(true, Ordering::Relaxed);
+        }
+        if args.producers == 0 {
+            // Consumers only (producers in another process): run for --time, or until Ctrl-C.
+            if shared.stop_producers.load(Ordering::Relaxed) {
+                break;
+            }
+            continue;
         }
         let producing = shared.producers_done.load(Ordering::Acquire) < args.producers;
         if producing {
