@@ -35,6 +35,11 @@ struct Cli {
 enum Cmd {
     /// Run the broker (the default when no subcommand is given).
     Server(ServerArgs),
+    /// The load tool (PerfTest-style): throughput, connection-count, queue-count, backlog.
+    Perf {
+        #[command(subcommand)]
+        command: warren_perf::PerfCommand,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -93,6 +98,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     let args = match cli.command {
         Some(Cmd::Server(args)) => args,
+        // The load tool runs its own runtime, sized for the scenario.
+        Some(Cmd::Perf { command }) => return warren_perf::run(command),
         None => cli.server,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
