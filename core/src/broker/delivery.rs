@@ -460,14 +460,7 @@ impl Broker {
         if m.queue.as_str() == REPLY_TO {
             return self.consume_reply_to(conn, channel, &m);
         }
-        let queue_name = if m.queue.is_empty() {
-            self.channel_mut(conn, channel)?
-                .last_queue
-                .clone()
-                .ok_or_else(|| channel_fault!(NOT_FOUND, "no previously declared queue"))?
-        } else {
-            m.queue.clone()
-        };
+        let queue_name = self.resolve_queue_name(conn, channel, m.queue.clone())?;
         // A tag in use is refused before the queue is looked at (RabbitMQ's order).
         if !m.consumer_tag.is_empty()
             && self
@@ -581,14 +574,7 @@ impl Broker {
         m: BasicGet,
     ) -> Result<(), Fault> {
         let vhost = self.vhost_of(conn)?;
-        let queue_name = if m.queue.is_empty() {
-            self.channel_mut(conn, channel)?
-                .last_queue
-                .clone()
-                .ok_or_else(|| channel_fault!(NOT_FOUND, "no previously declared queue"))?
-        } else {
-            m.queue.clone()
-        };
+        let queue_name = self.resolve_queue_name(conn, channel, m.queue.clone())?;
         let qid = self.usable_queue(conn, &vhost, &queue_name)?;
         self.expire_head(qid);
         let Broker {

@@ -116,7 +116,7 @@ impl Broker {
     }
 
     /// Resolves an empty queue name to the channel's most recently declared queue.
-    fn resolve_queue_name(
+    pub(crate) fn resolve_queue_name(
         &mut self,
         conn: ConnId,
         channel: u16,
