@@ -153,6 +153,9 @@ pub struct Connection {
     alarm: Option<ShortStr>,
     /// Publishing under an alarm stops reading from this peer until the alarm clears.
     blocked: bool,
+    /// We answered the peer's `connection.close` with `close-ok`: the socket is the peer's
+    /// to close.
+    answered_close: bool,
 }
 
 impl Connection {
@@ -162,6 +165,7 @@ impl Connection {
         Connection {
             config,
             state: State::Header,
+            answered_close: false,
             // Small to start: an idle connection should cost little; the adapter grows the
             // input buffer for busy ones, and output grows with what is written.
             input: BytesMut::new(),
@@ -366,6 +370,7 @@ impl Connection {
                     // close-ok, and the connection is over.
                     encode_method_frame(&mut self.output, 0, &ConnectionCloseOk.into());
                     self.state = State::Closed;
+                    self.answered_close = true;
                 }
             }
             Event::ConnectionError { fault } => {
@@ -454,6 +459,14 @@ impl Connection {
     /// True once the connection is over: flush `output`, then close the socket.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
+    }
+
+    /// True when the connection ended by answering the peer's `connection.close`. The peer then
+    /// closes the socket once it has read `close-ok`, and the adapter should wait for that
+    /// (bounded) rather than hang up first, as RabbitMQ does: a client that sees EOF before it
+    /// has handled `close-ok` may report a failed close.
+    pub fn answered_close(&self) -> bool {
+        self.answered_close
     }
 
     /// The negotiated frame_max (whole frame, overhead included).
@@ -677,6 +690,7 @@ impl Connection {
             (State::Closing, Method::ConnectionClose(_)) => {
                 encode_method_frame(&mut self.output, 0, &ConnectionCloseOk.into());
                 self.state = State::Closed;
+                self.answered_close = true;
                 Ok(())
             }
             (State::Closing, _) => Ok(()),

@@ -358,6 +358,10 @@ fn frames_after_a_connection_error_are_ignored_until_close_ok() {
     assert!(!w.client(c).is_socket_closed());
     assert_eq!(w.client(c).send(0, ConnectionCloseOk), vec![]);
     assert!(w.client(c).is_socket_closed());
+    assert!(
+        !w.client(c).server().answered_close(),
+        "our close, their close-ok: we hang up"
+    );
 }
 
 #[test]

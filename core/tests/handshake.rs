@@ -230,6 +230,10 @@ fn client_connection_close_is_answered_with_close_ok_and_the_socket_closes() {
         vec![method(0, warren_core::codec::ConnectionCloseOk)]
     );
     assert!(w.client(c).is_socket_closed());
+    assert!(
+        w.client(c).server().answered_close(),
+        "the client hangs up, not us (RabbitMQ waits for it)"
+    );
     assert_eq!(w.broker.connection_count(), 0);
 }
 

@@ -37,6 +37,7 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
     let mut pending: Vec<u8> = Vec::new();
     let mut written = 0usize;
     let mut paused = false;
+    let mut peer_eof = false;
     debug!(%peer, conn = id.0, "connection accepted");
     loop {
         if written == pending.len() && !conn.output().is_empty() {
@@ -67,7 +68,10 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
         tokio::select! {
             read = rd.read_buf(conn.input_buffer()), if conn.wants_input() => {
                 match read {
-                    Ok(0) | Err(_) => conn.handle_eof(),
+                    Ok(0) | Err(_) => {
+                        peer_eof = true;
+                        conn.handle_eof();
+                    }
                     Ok(_) => conn.process_input(hub.now_ms()),
                 }
             }
@@ -125,6 +129,16 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
     }
     // Whatever happened, the broker must forget this connection (duplicates are ignored).
     hub.send(id, vec![Command::Close]).await;
+    if conn.answered_close() && !peer_eof {
+        // The client that sent connection.close hangs up once it has read our close-ok; as
+        // RabbitMQ does, let it. lapin reports an error instead of a clean close when our EOF
+        // wins the race with its handling of close-ok. Bounded by the linger time.
+        let _ = tokio::time::timeout(linger, async {
+            let mut discard = [0u8; 512];
+            while matches!(rd.read(&mut discard).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
     // Bounded: a WebSocket waits here for the peer's close reply, TLS to send close_notify.
     let _ = tokio::time::timeout(linger, wr.shutdown()).await;
     debug!(%peer, conn = id.0, "connection closed");

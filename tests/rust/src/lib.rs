@@ -256,6 +256,17 @@ pub async fn step<F: Future>(what: &str, fut: F) -> F::Output {
     }
 }
 
+/// Waits until `condition` holds, failing the test with `what` if it does not within
+/// [`STEP_TIMEOUT`]. For client state that the client updates from a background task.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    step(what, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+}
+
 /// Declares a server-named exclusive queue and returns its name. It lives until its connection
 /// closes (not auto-delete: cancelling a consumer must not delete it).
 pub async fn temp_queue(channel: &Channel) -> String {
