@@ -50,6 +50,10 @@ pub struct ConnectionConfig {
     pub close_timeout_ms: u64,
     /// How long a client may take to finish the handshake.
     pub handshake_timeout_ms: u64,
+    /// With `Some(bytes)`, deliveries are flow-controlled: the connection opens a window of
+    /// that size at login (`Command::Credit`), and the adapter returns credit
+    /// ([`Connection::take_delivered_cost`]) as it writes deliveries out. `None`: no limit.
+    pub delivery_window: Option<u64>,
 }
 
 impl Default for ConnectionConfig {
@@ -63,6 +67,7 @@ impl Default for ConnectionConfig {
             version: env!("CARGO_PKG_VERSION"),
             close_timeout_ms: 3_000,
             handshake_timeout_ms: 10_000,
+            delivery_window: None,
         }
     }
 }
@@ -156,6 +161,8 @@ pub struct Connection {
     /// We answered the peer's `connection.close` with `close-ok`: the socket is the peer's
     /// to close.
     answered_close: bool,
+    /// Delivery cost of the deliveries encoded since the adapter last asked (for credit).
+    delivered_cost: u64,
 }
 
 impl Connection {
@@ -166,6 +173,7 @@ impl Connection {
             config,
             state: State::Header,
             answered_close: false,
+            delivered_cost: 0,
             // Small to start: an idle connection should cost little; the adapter grows the
             // input buffer for busy ones, and output grows with what is written.
             input: BytesMut::new(),
@@ -310,6 +318,7 @@ impl Connection {
                 redelivered,
                 message,
             } => {
+                self.delivered_cost += message.delivery_cost();
                 if self.is_answering() {
                     encode_deliver(
                         &mut self.output,
@@ -467,6 +476,13 @@ impl Connection {
     /// has handled `close-ok` may report a failed close.
     pub fn answered_close(&self) -> bool {
         self.answered_close
+    }
+
+    /// The [`Message::delivery_cost`](crate::broker::Message::delivery_cost) of the deliveries
+    /// handled since the last call: the credit to return (`Command::Credit`) once their bytes
+    /// are written out.
+    pub fn take_delivered_cost(&mut self) -> u64 {
+        core::mem::take(&mut self.delivered_cost)
     }
 
     /// The negotiated frame_max (whole frame, overhead included).
@@ -627,6 +643,9 @@ impl Connection {
                     mechanism: ok.mechanism.clone(),
                     capabilities: self.capabilities,
                 });
+                if let Some(window) = self.config.delivery_window {
+                    self.commands.push_back(Command::Credit(window));
+                }
                 Ok(())
             }
             (State::TuneOk, Method::ConnectionTuneOk(ok)) => {

@@ -2,9 +2,11 @@
 //!
 //! Reading, writing, broker events and timers all run in one `select!` loop, so a peer that
 //! stops reading never stops the timers (heartbeats, close deadlines) or the reading of its
-//! own input. Output that piles up past [`HIGH_WATER`] pauses deliveries to this connection
-//! (`Command::Paused`) until it drains below [`LOW_WATER`]: a slow consumer leaves messages
-//! in their queues instead of growing the broker's buffers.
+//! own input. Deliveries are credit-flow-controlled: the broker may have at most
+//! [`DELIVERY_WINDOW`] of them outstanding to this connection, and the driver returns the
+//! credit (`Command::Credit`) once its unwritten output is below [`LOW_WATER`]. A slow
+//! consumer leaves messages in their queues instead of growing the broker's buffers, and a
+//! consumer that resumes gets its backlog window by window, not all at once.
 
 use std::time::Duration;
 
@@ -18,26 +20,38 @@ use crate::hub::Hub;
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
 
-/// Unwritten output above which deliveries to the connection pause.
-pub const HIGH_WATER: usize = 1 << 20;
-/// Unwritten output below which paused deliveries resume.
-pub const LOW_WATER: usize = 256 << 10;
-/// Free space the input buffer has before a read, and the most it grows by at once.
+/// Deliveries (in `Message::delivery_cost`, about bytes) the broker may make to a connection
+/// before it hears that they were written out.
+pub const DELIVERY_WINDOW: u64 = 2 << 20;
+/// Credit is returned in amounts of at least this: one command per quarter window, not one
+/// per batch of deliveries. What is held back is less than the window, so it never stalls.
+const CREDIT_BATCH: u64 = DELIVERY_WINDOW / 4;
+/// Unwritten output below which the driver returns delivery credit.
+pub const LOW_WATER: usize = 512 << 10;
+/// The least and the most free space the input buffer offers a read. A connection starts at
+/// the least (an idle one stays small) and doubles its offer each time a read fills it.
 const READ_MIN: usize = 1024;
 const READ_MAX: usize = 64 << 10;
 
 /// Runs a connection until it closes: socket bytes in, broker events in, bytes out.
 pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer: String) {
-    let (id, mut events) = hub.register().await;
+    let (link, mut events) = hub.register().await;
+    let id = link.id();
     let linger = Duration::from_millis(config.close_timeout_ms);
+    let config = ConnectionConfig {
+        delivery_window: Some(DELIVERY_WINDOW),
+        ..config
+    };
     let mut conn = Connection::new(config, hub.now_ms());
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut commands: Vec<Command> = Vec::new();
     // Bytes being written; new output collects in `conn.output()` meanwhile.
     let mut pending: Vec<u8> = Vec::new();
     let mut written = 0usize;
-    let mut paused = false;
     let mut peer_eof = false;
+    let mut read_size = READ_MIN;
+    // Delivery credit used and not yet returned to the broker.
+    let mut owed = 0u64;
     debug!(%peer, conn = id.0, "connection accepted");
     loop {
         if written == pending.len() && !conn.output().is_empty() {
@@ -56,14 +70,15 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
             }
         };
         let writing = written < pending.len();
+        let mut room = 0;
         if conn.wants_input() {
-            // Room for a good read; grows only on a connection that fills it, so an idle one
-            // stays small.
+            // Frames split off the front of the buffer take its capacity with them, so the room
+            // is topped up to the connection's read size before every read.
             let buf = conn.input_buffer();
-            if buf.capacity() - buf.len() < READ_MIN {
-                let grow = buf.capacity().clamp(READ_MIN, READ_MAX);
-                buf.reserve(grow);
+            if buf.capacity() - buf.len() < read_size {
+                buf.reserve(read_size);
             }
+            room = buf.capacity() - buf.len();
         }
         tokio::select! {
             read = rd.read_buf(conn.input_buffer()), if conn.wants_input() => {
@@ -72,7 +87,15 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
                         peer_eof = true;
                         conn.handle_eof();
                     }
-                    Ok(_) => conn.process_input(hub.now_ms()),
+                    Ok(n) => {
+                        if n == room {
+                            // More was waiting: offer a bigger read next time.
+                            read_size = (read_size * 2).min(READ_MAX);
+                        } else if n < read_size / 8 {
+                            read_size = (read_size / 2).max(READ_MIN);
+                        }
+                        conn.process_input(hub.now_ms());
+                    }
                 }
             }
             wrote = wr.write(&pending[written..]), if writing => {
@@ -102,19 +125,18 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
             }
             _ = sleep => conn.handle_timeout(hub.now_ms()),
         }
+        owed += conn.take_delivered_cost();
         let backlog = pending.len() - written + conn.output().len();
-        if !paused && backlog > HIGH_WATER {
-            paused = true;
-            commands.push(Command::Paused(true));
-        } else if paused && backlog < LOW_WATER {
-            paused = false;
-            commands.push(Command::Paused(false));
+        if owed >= CREDIT_BATCH && backlog < LOW_WATER {
+            // Most of what the broker sent is out: it may send as much again. (Credit for
+            // deliveries still in the backlog is returned early, by at most LOW_WATER.)
+            commands.push(Command::Credit(std::mem::take(&mut owed)));
         }
         while let Some(c) = conn.poll_command() {
             commands.push(c);
         }
         if !commands.is_empty() {
-            hub.send(id, std::mem::take(&mut commands)).await;
+            link.send(std::mem::take(&mut commands)).await;
         }
         if conn.is_closed() {
             // Last words (a close, a close-ok, our protocol header), within the linger time.
@@ -128,7 +150,7 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
         }
     }
     // Whatever happened, the broker must forget this connection (duplicates are ignored).
-    hub.send(id, vec![Command::Close]).await;
+    link.send(vec![Command::Close]).await;
     if conn.answered_close() && !peer_eof {
         // The client that sent connection.close hangs up once it has read our close-ok; as
         // RabbitMQ does, let it. lapin reports an error instead of a clean close when our EOF

@@ -4,13 +4,18 @@
 //! broker logic. It takes commands in batches (`recv_many`) and answers each connection with
 //! one batch of events per round, so a busy connection costs one channel send per read, not
 //! one per frame.
+//!
+//! Fairness: every connection may have at most [`CREDIT`] batches waiting in the hub's inbox.
+//! A publisher that floods waits for its own credit, so a consumer's acks and flow-control
+//! commands queue behind a few of its batches, not behind the whole inbox (RabbitMQ's credit
+//! flow does the same between its processes).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use warren_core::{Broker, Command, ConnId, Event};
 
 /// A batch of events for one connection.
@@ -18,7 +23,8 @@ pub type EventBatch = Vec<Event>;
 
 enum HubMsg {
     Register(ConnId, mpsc::UnboundedSender<EventBatch>),
-    Commands(ConnId, Vec<Command>),
+    /// The permit is the sender's credit: it returns when the hub has handled the batch.
+    Commands(ConnId, Vec<Command>, Option<OwnedSemaphorePermit>),
     Alarm(Option<String>),
     Shutdown(tokio::sync::oneshot::Sender<()>),
 }
@@ -27,6 +33,9 @@ enum HubMsg {
 /// senders wait: a publisher faster than the broker is slowed at its own socket (TCP
 /// backpressure) instead of growing the inbox without bound.
 pub const INBOX: usize = 256;
+
+/// Batches one connection may have in the inbox at once.
+pub const CREDIT: usize = 16;
 
 /// Messages the hub takes per round before it hands out the events they caused: small
 /// enough that deliveries flow while publishers flood.
@@ -62,12 +71,18 @@ impl Hub {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Registers a new connection; events for it arrive on the returned receiver.
-    pub async fn register(&self) -> (ConnId, mpsc::UnboundedReceiver<EventBatch>) {
+    /// Registers a new connection; events for it arrive on the returned receiver, and its
+    /// commands go through the returned [`Link`].
+    pub async fn register(&self) -> (Link, mpsc::UnboundedReceiver<EventBatch>) {
         let id = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = self.tx.send(HubMsg::Register(id, tx)).await;
-        (id, rx)
+        let link = Link {
+            id,
+            tx: self.tx.clone(),
+            credit: Arc::new(Semaphore::new(CREDIT)),
+        };
+        (link, rx)
     }
 
     /// Raises or clears the broker's resource alarm (see `Broker::set_resource_alarm`).
@@ -88,12 +103,32 @@ impl Hub {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
+}
 
-    /// Sends a batch of commands from one connection; waits while the hub's inbox is full.
-    pub async fn send(&self, conn: ConnId, commands: Vec<Command>) {
-        if !commands.is_empty() {
-            let _ = self.tx.send(HubMsg::Commands(conn, commands)).await;
+/// One connection's way into the hub.
+pub struct Link {
+    id: ConnId,
+    tx: mpsc::Sender<HubMsg>,
+    credit: Arc<Semaphore>,
+}
+
+impl Link {
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Sends a batch of commands; waits while this connection has [`CREDIT`] batches
+    /// unhandled, or while the hub's inbox is full.
+    pub async fn send(&self, commands: Vec<Command>) {
+        if commands.is_empty() {
+            return;
         }
+        // The semaphore is never closed, so acquiring only waits.
+        let permit = self.credit.clone().acquire_owned().await.ok();
+        let _ = self
+            .tx
+            .send(HubMsg::Commands(self.id, commands, permit))
+            .await;
     }
 }
 
@@ -144,7 +179,7 @@ async fn run(
                     deliver(&conns, &mut outbox);
                     let _ = done.send(());
                 }
-                HubMsg::Commands(id, commands) => {
+                HubMsg::Commands(id, commands, _credit) => {
                     let mut closed = false;
                     for command in commands {
                         closed |= matches!(command, Command::Close);

@@ -13,5 +13,5 @@ pub mod tls;
 pub mod ws;
 
 pub use driver::{drive, Transport};
-pub use hub::Hub;
+pub use hub::{Hub, Link};
 pub use ws::{WsConfig, WsStream};

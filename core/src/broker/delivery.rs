@@ -363,7 +363,7 @@ impl Broker {
                 }
                 let ok = conns
                     .get(&c.conn)
-                    .filter(|conn| !conn.paused)
+                    .filter(|conn| conn.window != Some(0))
                     .and_then(|conn| conn.channels.get(&c.channel))
                     .is_some_and(|ch| ch.can_deliver_to(&c.tag));
                 if ok {
@@ -377,10 +377,14 @@ impl Broker {
             q.next_consumer = (idx + 1) % n;
             let Some(qm) = q.pop_front() else { break };
             let cref = &q.consumers[idx];
-            let Some(ch) = conns
-                .get_mut(&cref.conn)
-                .and_then(|conn| conn.channels.get_mut(&cref.channel))
-            else {
+            let Some(conn) = conns.get_mut(&cref.conn) else {
+                q.requeue(core::iter::once(qm));
+                break;
+            };
+            if let Some(window) = &mut conn.window {
+                *window = window.saturating_sub(qm.message.delivery_cost());
+            }
+            let Some(ch) = conn.channels.get_mut(&cref.channel) else {
                 q.requeue(core::iter::once(qm));
                 break;
             };

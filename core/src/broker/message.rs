@@ -44,6 +44,20 @@ impl Message {
         }))
     }
 
+    /// What delivering this message costs a connection's delivery window: about the bytes
+    /// its `basic.deliver`, content header and body frames take on the wire. Broker and
+    /// connection both count with this, so the credit a connection returns is exactly what
+    /// the broker took.
+    pub fn delivery_cost(&self) -> u64 {
+        // Frame headers and ends, method and header fields, a consumer tag: ~100 bytes.
+        const OVERHEAD: usize = 100;
+        (self.0.body.len()
+            + self.0.properties.len()
+            + self.0.exchange.len()
+            + self.0.routing_key.len()
+            + OVERHEAD) as u64
+    }
+
     pub fn exchange(&self) -> &ShortStr {
         &self.0.exchange
     }

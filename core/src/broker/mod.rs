@@ -93,10 +93,14 @@ pub enum Command {
     },
     /// The connection closed the channel on its own (a content error): forget it.
     ChannelGone { channel: u16 },
-    /// The connection's socket is backed up (`true`) or has drained (`false`): while paused,
-    /// no deliveries are made to its consumers, so a peer that does not read costs queue
-    /// space, not unbounded buffers (RabbitMQ's credit flow does the same).
-    Paused(bool),
+    /// Credit-based flow control of deliveries, in [`Message::delivery_cost`] units (about
+    /// bytes). A connection that never sends this gets deliveries without limit. The first
+    /// `Credit` opens a window of that size; each delivery to the connection's consumers
+    /// takes its cost from it, and none is made while it is used up; later `Credit`s return
+    /// what the connection has written out. So a peer that reads slowly costs queue space,
+    /// not unbounded buffers, and a backlog reaches it window by window instead of all at
+    /// once (RabbitMQ's credit flow does the same).
+    Credit(u64),
     /// The connection is gone, cleanly or not.
     Close,
 }
@@ -170,8 +174,9 @@ pub struct VHost {
 }
 
 struct Conn {
-    /// Deliveries held back while the socket is backed up.
-    paused: bool,
+    /// What the connection may still be sent in deliveries (see [`Command::Credit`]);
+    /// `None`: no flow control.
+    window: Option<u64>,
     username: String,
     vhost: Option<ShortStr>,
     capabilities: ClientCapabilities,
@@ -367,7 +372,7 @@ impl Broker {
                     self.conns.insert(
                         conn,
                         Conn {
-                            paused: false,
+                            window: None,
                             username,
                             vhost: None,
                             capabilities,
@@ -397,7 +402,7 @@ impl Broker {
                 }
             }
             Command::ChannelGone { channel } => self.close_channel(conn, channel),
-            Command::Paused(paused) => self.set_paused(conn, paused),
+            Command::Credit(credit) => self.add_credit(conn, credit),
             Command::Close => {
                 if self.conns.contains_key(&conn) {
                     self.close_connection(conn);
@@ -542,15 +547,13 @@ impl Broker {
         result.map_err(|f| f.or_caused_by(class_id, method_id))
     }
 
-    fn set_paused(&mut self, conn: ConnId, paused: bool) {
+    fn add_credit(&mut self, conn: ConnId, credit: u64) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if c.paused == paused {
-            return;
-        }
-        c.paused = paused;
-        if !paused {
+        let was_closed = c.window == Some(0);
+        c.window = Some(c.window.unwrap_or(0).saturating_add(credit));
+        if was_closed && credit > 0 {
             let mut queues: Vec<QueueId> = c
                 .channels
                 .values()

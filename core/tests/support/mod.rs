@@ -616,6 +616,15 @@ impl World {
         self.peers[c.0].id
     }
 
+    /// Plays the adapter's part in delivery flow control: hands the broker back the credit
+    /// for every delivery connection `c` has encoded so far (`Command::Credit`).
+    pub fn return_credit(&mut self, c: Cid) {
+        let credit = self.peers[c.0].server.take_delivered_cost();
+        let id = self.peers[c.0].id;
+        self.broker.handle(id, warren_core::Command::Credit(credit));
+        self.pump();
+    }
+
     /// Shuttles bytes, commands and events until nothing moves.
     pub fn drive(&mut self) {
         for _ in 0..10_000 {
