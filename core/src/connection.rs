@@ -52,7 +52,7 @@ pub struct ConnectionConfig {
     pub handshake_timeout_ms: u64,
     /// With `Some(bytes)`, deliveries are flow-controlled: the connection opens a window of
     /// that size at login (`Command::Credit`), and the adapter returns credit
-    /// ([`Connection::take_delivered_cost`]) as it writes deliveries out. `None`: no limit.
+    /// ([`Connection::return_credit`]) as it writes deliveries out. `None`: no limit.
     pub delivery_window: Option<u64>,
 }
 
@@ -161,7 +161,7 @@ pub struct Connection {
     /// We answered the peer's `connection.close` with `close-ok`: the socket is the peer's
     /// to close.
     answered_close: bool,
-    /// Delivery cost of the deliveries encoded since the adapter last asked (for credit).
+    /// Delivery cost of the deliveries encoded since credit was last returned.
     delivered_cost: u64,
 }
 
@@ -479,10 +479,19 @@ impl Connection {
     }
 
     /// The [`Message::delivery_cost`](crate::broker::Message::delivery_cost) of the deliveries
-    /// handled since the last call: the credit to return (`Command::Credit`) once their bytes
-    /// are written out.
-    pub fn take_delivered_cost(&mut self) -> u64 {
-        core::mem::take(&mut self.delivered_cost)
+    /// handled since credit was last returned.
+    pub fn credit_owed(&self) -> u64 {
+        self.delivered_cost
+    }
+
+    /// Gives the broker back the credit owed (`Command::Credit`, see
+    /// [`ConnectionConfig::delivery_window`]). The adapter calls this once the deliveries'
+    /// bytes are (mostly) written out.
+    pub fn return_credit(&mut self) {
+        let credit = core::mem::take(&mut self.delivered_cost);
+        if credit > 0 {
+            self.commands.push_back(Command::Credit(credit));
+        }
     }
 
     /// The negotiated frame_max (whole frame, overhead included).

@@ -270,6 +270,8 @@ impl MChannel {
 struct MConn {
     open: bool,
     notify: bool,
+    /// What deliveries may still cost (`Command::Credit`); `None`: no flow control.
+    window: Option<u64>,
     channels: BTreeMap<u16, MChannel>,
     exclusive: Vec<Qid>,
 }
@@ -432,6 +434,8 @@ pub enum Cmd {
     ChannelGone {
         channel: u16,
     },
+    /// Delivery credit: opens or refills the connection's window.
+    Credit(u64),
     Close,
     /// Anything the model does not know (new commands; the simulator does not produce them).
     Other,
@@ -460,6 +464,7 @@ impl Cmd {
                 message: message.clone(),
             },
             Command::ChannelGone { channel } => Cmd::ChannelGone { channel: *channel },
+            Command::Credit(credit) => Cmd::Credit(*credit),
             Command::Close => Cmd::Close,
             _ => Cmd::Other,
         }
@@ -555,6 +560,7 @@ impl Model {
                     MConn {
                         open: false,
                         notify: *notify,
+                        window: None,
                         channels: BTreeMap::new(),
                         exclusive: Vec::new(),
                     },
@@ -620,6 +626,12 @@ impl Model {
                 }
             }
             Cmd::Other => {}
+            Cmd::Credit(credit) => {
+                // Nothing answers it; it may make queues deliverable again.
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.window = Some(c.window.unwrap_or(0).saturating_add(*credit));
+                }
+            }
         }
     }
 
@@ -1599,7 +1611,7 @@ impl Model {
                     consumer_tag,
                     *delivery_tag,
                     *redelivered,
-                    message.body(),
+                    message,
                 )?;
                 let m = BasicDeliver {
                     consumer_tag: consumer_tag.clone(),
@@ -1830,11 +1842,20 @@ impl Model {
         ctag: &ShortStr,
         dtag: u64,
         redelivered: bool,
-        body: &Bytes,
+        message: &Message,
     ) -> Result<(), String> {
+        let body = message.body();
         let Some(msg) = msg_id(body) else {
             return Err("a delivery without a message id".into());
         };
+        // Checked here, taken once every check has passed (a failed check may mean the event
+        // belongs to the next command, which checks it again).
+        if self.conns.get(&conn).is_some_and(|c| c.window == Some(0)) {
+            return Err(format!(
+                "delivery of message {msg} to connection {} with no delivery credit left",
+                conn.0
+            ));
+        }
         let Some(c) = self
             .conns
             .get_mut(&conn)
@@ -1890,6 +1911,9 @@ impl Model {
             ));
         }
         q.ready.pop_front();
+        if let Some(window) = self.conns.get_mut(&conn).and_then(|c| c.window.as_mut()) {
+            *window = window.saturating_sub(message.delivery_cost());
+        }
         let info = &self.msgs[&msg];
         if body != &info.body {
             return Err(format!("message {msg} delivered with another body"));
@@ -1988,6 +2012,7 @@ impl Model {
                 let room = self
                     .conns
                     .get(conn)
+                    .filter(|c| c.window != Some(0))
                     .and_then(|c| c.channels.get(ch))
                     .is_some_and(|c| c.has_room(tag));
                 if room {

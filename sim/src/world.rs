@@ -263,6 +263,9 @@ pub struct Sim {
     owner: Vec<usize>,
     now: u64,
     net: Rng,
+    /// Delivery flow control: which connections have a window, when credit comes back. A
+    /// stream of its own, so that runs without it draw the same network as before.
+    flow: Rng,
     next_msg: u64,
     trace: Fnv,
     pub stats: Stats,
@@ -304,6 +307,7 @@ impl Sim {
             owner: vec![usize::MAX],
             now: 0,
             net: Rng::new(seed ^ 0x6e65_7477_6f72_6b21),
+            flow: Rng::new(seed ^ 0x666c_6f77_6374_6c21),
             seed,
             restarts: 0,
             next_msg: 1,
@@ -465,6 +469,17 @@ impl Sim {
                 .feed(bytes)
                 .map_err(|e| format!("client {p}: {e}"))?;
             moved = true;
+        }
+        // The adapter's part in flow control: credit goes back once the client has read the
+        // deliveries (sometimes earlier, as the native driver returns it below a low water).
+        if let Some(link) = self.peers[p].link.as_mut() {
+            if link.server.credit_owed() > 0 {
+                let read = link.down.len() == 0 && (full || self.flow.chance(50));
+                if read || self.flow.chance(5) {
+                    link.server.return_credit();
+                    moved = true;
+                }
+            }
         }
         let peer = &mut self.peers[p];
         if let Some(link) = &peer.link {
@@ -895,7 +910,12 @@ impl Sim {
         };
         let cancel_notify = self.peers[p].cancel_notify;
         let now = self.now;
-        let server = Connection::new(self.config.clone(), now);
+        let mut config = self.config.clone();
+        if self.flow.chance(50) {
+            // Windows from under one message to a few: deliveries wait for credit often.
+            config.delivery_window = Some(50 + u64::from(self.flow.below(1500)));
+        }
+        let server = Connection::new(config, now);
         let peer = &mut self.peers[p];
         peer.client.reset();
         let c = &mut peer.client;

@@ -50,8 +50,6 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
     let mut written = 0usize;
     let mut peer_eof = false;
     let mut read_size = READ_MIN;
-    // Delivery credit used and not yet returned to the broker.
-    let mut owed = 0u64;
     debug!(%peer, conn = id.0, "connection accepted");
     loop {
         if written == pending.len() && !conn.output().is_empty() {
@@ -125,12 +123,11 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
             }
             _ = sleep => conn.handle_timeout(hub.now_ms()),
         }
-        owed += conn.take_delivered_cost();
         let backlog = pending.len() - written + conn.output().len();
-        if owed >= CREDIT_BATCH && backlog < LOW_WATER {
+        if conn.credit_owed() >= CREDIT_BATCH && backlog < LOW_WATER {
             // Most of what the broker sent is out: it may send as much again. (Credit for
             // deliveries still in the backlog is returned early, by at most LOW_WATER.)
-            commands.push(Command::Credit(std::mem::take(&mut owed)));
+            conn.return_credit();
         }
         while let Some(c) = conn.poll_command() {
             commands.push(c);

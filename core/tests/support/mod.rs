@@ -619,9 +619,7 @@ impl World {
     /// Plays the adapter's part in delivery flow control: hands the broker back the credit
     /// for every delivery connection `c` has encoded so far (`Command::Credit`).
     pub fn return_credit(&mut self, c: Cid) {
-        let credit = self.peers[c.0].server.take_delivered_cost();
-        let id = self.peers[c.0].id;
-        self.broker.handle(id, warren_core::Command::Credit(credit));
+        self.peers[c.0].server.return_credit();
         self.pump();
     }
 
