@@ -392,12 +392,16 @@ impl Broker {
             let no_ack = ch.consumers.get(&cref.tag).is_none_or(|c| c.no_ack);
             let consumer_tag = cref.tag.clone();
             let redelivered = qm.redelivered;
-            let message = qm.message.clone();
-            if no_ack {
+            let message = if no_ack {
                 if qm.store_id != 0 {
                     storage.delete_message(&q.vhost, &q.name, qm.store_id);
                 }
+                // Moved, not cloned and dropped: the reference count lives on a cache line the
+                // publisher's thread wrote, and two atomic operations on it were a third of
+                // this function's time with auto-ack.
+                qm.message
             } else {
+                let message = qm.message.clone();
                 if qm.store_id != 0 && !qm.redelivered {
                     storage.mark_delivered(&q.vhost, &q.name, qm.store_id);
                 }
@@ -412,7 +416,8 @@ impl Broker {
                     consumer: Some(cref.tag.clone()),
                 });
                 q.unacked += 1;
-            }
+                message
+            };
             events.push_back((
                 cref.conn,
                 Event::Deliver {
