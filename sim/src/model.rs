@@ -22,8 +22,8 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use warren_core::broker::{Broker, ConnId, Event, Message};
 use warren_core::codec::{
-    peek_delivery_mode, peek_headers, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicDeliver,
-    BasicGetEmpty, BasicGetOk, BasicQosOk, BasicRecoverOk, BasicReturn, ChannelClose,
+    peek_delivery_mode, peek_headers, peek_priority, BasicCancel, BasicCancelOk, BasicConsumeOk,
+    BasicDeliver, BasicGetEmpty, BasicGetOk, BasicQosOk, BasicRecoverOk, BasicReturn, ChannelClose,
     ChannelCloseOk, ChannelFlowOk, ChannelOpenOk, ConfirmSelectOk, ConnectionClose,
     ConnectionOpenOk, ConnectionTune, ExchangeBindOk, ExchangeDeclareOk, ExchangeDeleteOk,
     ExchangeUnbindOk, FieldTable, FieldValue, Method, QueueBindOk, QueueDeclareOk, QueueDeleteOk,
@@ -56,6 +56,8 @@ struct MsgInfo {
     rk: ShortStr,
     props: Bytes,
     body: Bytes,
+    /// The `priority` property (0 when absent).
+    priority: u8,
 }
 
 /// One copy of a message in one queue.
@@ -65,6 +67,9 @@ struct Inst {
     /// Place in the queue's publish order: a requeued copy goes back here.
     seq: u64,
     redelivered: bool,
+    /// Its priority in this queue: the message's, capped at the queue's `x-max-priority`;
+    /// 0 in a plain queue.
+    prio: u8,
 }
 
 #[derive(Debug)]
@@ -74,7 +79,9 @@ struct MQueue {
     auto_delete: bool,
     exclusive_owner: Option<ConnId>,
     lazy: bool,
-    /// Ready copies, ascending by `seq`.
+    /// `x-max-priority`, for a priority queue.
+    max_priority: Option<u8>,
+    /// Ready copies in delivery order: highest `prio` first, then ascending by `seq`.
     ready: VecDeque<Inst>,
     next_seq: u64,
     /// (conn, channel, tag) in the order they started consuming.
@@ -83,8 +90,11 @@ struct MQueue {
 }
 
 impl MQueue {
+    /// Puts a copy at its place: after every copy of higher priority, and among its own
+    /// priority by publish order (a requeued copy goes back where it was, as in RabbitMQ).
     fn insert_by_seq(&mut self, inst: Inst) {
-        let at = self.ready.partition_point(|x| x.seq < inst.seq);
+        let key = |i: &Inst| (core::cmp::Reverse(i.prio), i.seq);
+        let at = self.ready.partition_point(|x| key(x) < key(&inst));
         self.ready.insert(at, inst);
     }
 }
@@ -1122,6 +1132,12 @@ impl Model {
     ) -> Result<(), Fault> {
         let durable = m.durable && !m.exclusive;
         let lazy = matches!(m.arguments.get("x-queue-mode"), Some(FieldValue::LongStr(s)) if s.as_bytes() == b"lazy");
+        // The simulator sends valid levels only (0..=255, as a signed int).
+        let max_priority = m
+            .arguments
+            .get("x-max-priority")
+            .and_then(FieldValue::as_i64)
+            .map(|n| n.clamp(0, 255) as u8);
         if m.passive {
             let name = self.resolve(conn, ch, &m.queue)?;
             let id = self.usable(conn, &name)?;
@@ -1142,6 +1158,7 @@ impl Model {
                 m.auto_delete,
                 m.exclusive.then_some(conn),
                 lazy,
+                max_priority,
             );
             if m.exclusive {
                 self.conns.get_mut(&conn).unwrap().exclusive.push(id);
@@ -1164,6 +1181,7 @@ impl Model {
                     m.auto_delete,
                     m.exclusive.then_some(conn),
                     lazy,
+                    max_priority,
                 );
                 self.names.insert(name.clone(), id);
                 if m.exclusive {
@@ -1187,6 +1205,16 @@ impl Model {
                     if got != have {
                         return Err(inequivalent("queue", arg, &name, got, have));
                     }
+                }
+                if max_priority != q.max_priority {
+                    let show = |p: Option<u8>| match p {
+                        Some(p) => format!("the value '{p}' of type 'signedint'"),
+                        None => "none".to_string(),
+                    };
+                    return Err(ch_err(406, format_args!(
+                        "inequivalent arg 'x-max-priority' for queue '{name}' in vhost '/': received {} but current is {}",
+                        show(max_priority), show(q.max_priority)
+                    )));
                 }
                 if lazy != q.lazy {
                     let show = |l: bool| {
@@ -1222,6 +1250,7 @@ impl Model {
         auto_delete: bool,
         exclusive_owner: Option<ConnId>,
         lazy: bool,
+        max_priority: Option<u8>,
     ) -> Qid {
         let id = self.next_qid;
         self.next_qid += 1;
@@ -1233,6 +1262,7 @@ impl Model {
                 auto_delete,
                 exclusive_owner,
                 lazy,
+                max_priority,
                 ready: VecDeque::new(),
                 next_seq: 0,
                 consumers: Vec::new(),
@@ -1275,6 +1305,7 @@ impl Model {
                 rk: rk.clone(),
                 props: props.clone(),
                 body: body.clone(),
+                priority: peek_priority(props).ok().flatten().unwrap_or(0),
             },
         );
         let headers = peek_headers(props).ok().flatten();
@@ -1394,13 +1425,16 @@ impl Model {
     }
 
     fn enqueue(&mut self, q: Qid, msg: MsgId) {
+        let priority = self.msgs.get(&msg).map_or(0, |m| m.priority);
         if let Some(q) = self.queues.get_mut(&q) {
             let seq = q.next_seq;
             q.next_seq += 1;
-            q.ready.push_back(Inst {
+            let prio = q.max_priority.map_or(0, |max| priority.min(max));
+            q.insert_by_seq(Inst {
                 msg,
                 seq,
                 redelivered: false,
+                prio,
             });
         }
     }
@@ -2184,7 +2218,8 @@ impl Model {
             let mut all: Vec<Inst> = q.ready.drain(..).collect();
             all.extend(held.remove(id).unwrap_or_default());
             all.retain(|i| self.msgs[&i.msg].persistent);
-            all.sort_by_key(|i| i.seq);
+            // Delivery order (priority, then publish order) survives; the seqs are renumbered.
+            all.sort_by_key(|i| (core::cmp::Reverse(i.prio), i.seq));
             q.ready = all
                 .into_iter()
                 .enumerate()

@@ -213,6 +213,26 @@ pub fn queue_flags(i: u8) -> (bool, bool, bool, bool) {
     }
 }
 
+/// `x-max-priority` of queue `q{i}`: two of them are priority queues (one durable, so
+/// priorities also cross restarts). Fixed by the index, not drawn, so that programs (and the
+/// regression seeds that name their steps) stay as they were before priorities joined.
+pub fn queue_max_priority(i: u8) -> Option<u8> {
+    match i % QUEUES {
+        1 => Some(9),
+        2 => Some(3),
+        _ => None,
+    }
+}
+
+/// The `priority` property of a publish, from fields the program already draws (for the same
+/// reason): absent for a fifth, else 2, 5, 8 or 11 (above some queues' top level: capped).
+pub fn publish_priority(key: u8, size: u8) -> Option<u8> {
+    match (u32::from(key) + u32::from(size)) % 5 {
+        0 => None,
+        k => Some(k as u8 * 3 - 1),
+    }
+}
+
 /// Draws a program of `steps` operations for `clients` clients.
 pub fn generate(src: &mut dyn Source, steps: usize) -> Vec<Op> {
     (0..steps).map(|_| gen_op(src)).collect()

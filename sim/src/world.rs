@@ -28,8 +28,8 @@ use crate::client::Expect;
 use crate::client::{ChState, Client, Phase, MAX_CHANNELS};
 use crate::model::{Cmd, Model, Step, Strictness};
 use crate::program::{
-    exchange_name, exchange_shape, queue_flags, How, Op, BINDING_KEYS, EXCHANGES, PUBLISH_KEYS,
-    QUEUES,
+    exchange_name, exchange_shape, publish_priority, queue_flags, queue_max_priority, How, Op,
+    BINDING_KEYS, EXCHANGES, PUBLISH_KEYS, QUEUES,
 };
 use crate::rng::{Fnv, Rng, Source};
 
@@ -1144,6 +1144,9 @@ impl Sim {
                 if lazy {
                     arguments.insert("x-queue-mode", FieldValue::LongStr("lazy".into()));
                 }
+                if let Some(max) = (q < QUEUES).then(|| queue_max_priority(q)).flatten() {
+                    arguments.insert("x-max-priority", FieldValue::I32(i32::from(max)));
+                }
                 self.peers[p].client.send(
                     chn,
                     QueueDeclare {
@@ -1357,7 +1360,7 @@ impl Sim {
                 let mandatory = mandatory && !(in_tx && self.opts.workarounds.no_tx_mandatory);
                 let exchange: ShortStr = exchange_name(x).into();
                 let routing_key: ShortStr = PUBLISH_KEYS[usize::from(key)].into();
-                let props = message_properties(persistent, headers);
+                let props = message_properties(persistent, headers, publish_priority(key, size));
                 for _ in 0..count {
                     let id = self.next_msg;
                     self.next_msg += 1;
@@ -1613,7 +1616,7 @@ fn binding_args(i: u8) -> FieldTable {
     t
 }
 
-fn message_properties(persistent: bool, headers: u8) -> Vec<u8> {
+fn message_properties(persistent: bool, headers: u8, priority: Option<u8>) -> Vec<u8> {
     let s = |v: &str| FieldValue::LongStr(LongStr::from(v));
     let headers = match headers {
         1 => Some([("h1", "1")].as_slice()),
@@ -1632,6 +1635,7 @@ fn message_properties(persistent: bool, headers: u8) -> Vec<u8> {
     let props = BasicProperties {
         delivery_mode: Some(if persistent { 2 } else { 1 }),
         headers,
+        priority,
         ..Default::default()
     };
     let mut raw = Vec::new();
