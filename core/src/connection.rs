@@ -606,6 +606,17 @@ impl Connection {
                 Ok(())
             }
             FrameKind::Method(payload) => {
+                // Decoded strings (names, tags, keys, argument tables) point into the payload,
+                // and the payload into the read buffer (up to 64 KiB). What the broker keeps
+                // for long (a queue's name, a consumer's tag, a connection's vhost) would pin
+                // that whole buffer, so those methods are decoded from a copy of their frame.
+                // The hot ones are not: a publish's exchange and key live as long as its body,
+                // which shares the buffer anyway, and acks carry no strings.
+                let payload = if is_hot_method(&payload) {
+                    payload
+                } else {
+                    Bytes::copy_from_slice(&payload)
+                };
                 let method =
                     Method::decode(&payload).map_err(|e| method_decode_fault(&e, &payload))?;
                 if channel == 0 {
@@ -1237,6 +1248,18 @@ pub fn max_body_chunk(frame_max: u32) -> usize {
     (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1)
 }
 
+/// `basic.publish`, `basic.ack`, `basic.reject` and `basic.nack`: the per-message methods,
+/// decoded in place in the read buffer (see `handle_frame`).
+fn is_hot_method(payload: &[u8]) -> bool {
+    const BASIC: u16 = 60;
+    match payload {
+        [c0, c1, m0, m1, ..] if u16::from_be_bytes([*c0, *c1]) == BASIC => {
+            matches!(u16::from_be_bytes([*m0, *m1]), 40 | 80 | 90 | 120)
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1253,5 +1276,20 @@ mod tests {
         );
         assert_eq!(parse_plain(b"guest"), None);
         assert_eq!(parse_plain(b"\0a\0b\0c"), None);
+    }
+
+    #[test]
+    fn only_per_message_methods_are_decoded_in_place() {
+        let payload = |m: Method| {
+            let mut out = Vec::new();
+            m.encode(&mut out);
+            out
+        };
+        use crate::codec::{BasicAck, BasicConsume, BasicPublish, QueueDeclare};
+        assert!(is_hot_method(&payload(BasicPublish::default().into())));
+        assert!(is_hot_method(&payload(BasicAck::default().into())));
+        assert!(!is_hot_method(&payload(QueueDeclare::default().into())));
+        assert!(!is_hot_method(&payload(BasicConsume::default().into())));
+        assert!(!is_hot_method(&[0, 60]));
     }
 }

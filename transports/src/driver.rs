@@ -26,6 +26,8 @@ pub const DELIVERY_WINDOW: u64 = 2 << 20;
 /// Credit is returned in amounts of at least this: one command per quarter window, not one
 /// per batch of deliveries. What is held back is less than the window, so it never stalls.
 const CREDIT_BATCH: u64 = DELIVERY_WINDOW / 4;
+/// Output buffers up to this size are freed once written, if nothing else waits.
+const SMALL_OUTPUT: usize = 4 << 10;
 /// Unwritten output below which the driver returns delivery credit.
 pub const LOW_WATER: usize = 512 << 10;
 /// The least and the most free space the input buffer offers a read. A connection starts at
@@ -101,9 +103,21 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
                     Ok(0) | Err(_) => conn.handle_eof(),
                     Ok(n) => {
                         written += n;
-                        // A whole batch is out: let TLS push its records now.
-                        if written == pending.len() && wr.flush().await.is_err() {
-                            conn.handle_eof();
+                        if written == pending.len() {
+                            // A whole batch is out: let TLS push its records now.
+                            if wr.flush().await.is_err() {
+                                conn.handle_eof();
+                            }
+                            // A quiet connection need not keep the buffers of its last small
+                            // writes (two: they take turns); a busy one writes big batches
+                            // and keeps them.
+                            if conn.output().is_empty() && pending.capacity() <= SMALL_OUTPUT {
+                                pending = Vec::new();
+                                written = 0;
+                                if conn.output().capacity() <= SMALL_OUTPUT {
+                                    *conn.output() = Vec::new();
+                                }
+                            }
                         }
                     }
                 }
