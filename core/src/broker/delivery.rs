@@ -381,9 +381,7 @@ impl Broker {
                 q.requeue(core::iter::once(qm));
                 break;
             };
-            if let Some(window) = &mut conn.window {
-                *window = window.saturating_sub(qm.message.delivery_cost());
-            }
+            conn.charge(&qm.message);
             let Some(ch) = conn.channels.get_mut(&cref.channel) else {
                 q.requeue(core::iter::once(qm));
                 break;

@@ -185,6 +185,15 @@ struct Conn {
     exclusive_queues: Vec<QueueId>,
 }
 
+impl Conn {
+    /// Takes a delivery's cost from the window, if the connection has one.
+    fn charge(&mut self, message: &Message) {
+        if let Some(window) = &mut self.window {
+            *window = window.saturating_sub(message.delivery_cost());
+        }
+    }
+}
+
 /// The broker. See the module docs.
 pub struct Broker {
     auth: alloc::boxed::Box<dyn Authenticator + Send>,

@@ -118,8 +118,8 @@ impl Broker {
         let delivery_tag = ch.take_tag();
         // Never held back (nothing could queue it), but counted like any delivery so the
         // connection's returned credit matches.
-        if let Some(window) = self.conns.get_mut(&conn).and_then(|c| c.window.as_mut()) {
-            *window = window.saturating_sub(message.delivery_cost());
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.charge(message);
         }
         self.emit(
             conn,
