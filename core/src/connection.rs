@@ -21,14 +21,15 @@ use alloc::vec::Vec;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::broker::{ClientCapabilities, Command, Event, Message, PublishFlags};
 use crate::codec::{
     decode_frame, encode_content, encode_deliver, encode_heartbeat, encode_method_frame,
     BasicPublish, ChannelCloseOk, ConnectionBlocked, ConnectionClose, ConnectionCloseOk,
     ConnectionStart, ConnectionTune, ConnectionUnblocked, ContentHeader, FieldTable, FieldValue,
     Frame, FrameKind, LongStr, Method, ShortStr, FRAME_OVERHEAD, PROTOCOL_HEADER,
 };
+use crate::message::Message;
 use crate::reply::{Fault, Scope};
+use crate::vocab::{ClientCapabilities, Command, Event, PublishFlags};
 use crate::{channel_fault, connection_fault};
 
 /// The smallest frame_max a client may ask for (spec constant frame-min-size).
@@ -51,10 +52,23 @@ pub struct ConnectionConfig {
     /// How long a client may take to finish the handshake.
     pub handshake_timeout_ms: u64,
     /// With `Some(bytes)`, deliveries are flow-controlled: the connection opens a window of
-    /// that size at login (`Command::Credit`), and the adapter returns credit
-    /// ([`Connection::return_credit`]) as it writes deliveries out. `None`: no limit.
+    /// that size at login (`Command::Credit`) and gives credit back as the adapter reports its
+    /// output written ([`Connection::handle_written`]). `None`: no limit.
     pub delivery_window: Option<u64>,
+    /// Credit goes back only while less than this much output waits to be written (taken and
+    /// not yet reported written, plus not yet taken). A peer that reads slowly thus holds its
+    /// backlog in the queues, not in our buffers.
+    pub credit_low_water: usize,
 }
+
+/// The delivery window every connection gets by default: what the broker may send a
+/// connection before it hears that the bytes were written (in
+/// [`Message::delivery_cost`](crate::message::Message::delivery_cost) units, about bytes).
+pub const DELIVERY_WINDOW: u64 = 2 << 20;
+
+/// The default [`ConnectionConfig::credit_low_water`]: a quarter of the window, so a consumer
+/// that keeps up never waits for credit, and one that does not holds at most this much output.
+pub const CREDIT_LOW_WATER: usize = 512 << 10;
 
 impl Default for ConnectionConfig {
     fn default() -> Self {
@@ -67,7 +81,8 @@ impl Default for ConnectionConfig {
             version: env!("CARGO_PKG_VERSION"),
             close_timeout_ms: 3_000,
             handshake_timeout_ms: 10_000,
-            delivery_window: None,
+            delivery_window: Some(DELIVERY_WINDOW),
+            credit_low_water: CREDIT_LOW_WATER,
         }
     }
 }
@@ -161,8 +176,12 @@ pub struct Connection {
     /// We answered the peer's `connection.close` with `close-ok`: the socket is the peer's
     /// to close.
     answered_close: bool,
-    /// Delivery cost of the deliveries encoded since credit was last returned.
+    /// Delivery cost of the deliveries handled since credit was last returned.
     delivered_cost: u64,
+    /// Output the adapter took ([`Connection::take_output`]) and has not yet reported written.
+    in_flight: usize,
+    /// The broker has been told that this connection is gone (`Command::Close`).
+    told_gone: bool,
 }
 
 impl Connection {
@@ -174,6 +193,8 @@ impl Connection {
             state: State::Header,
             answered_close: false,
             delivered_cost: 0,
+            in_flight: 0,
+            told_gone: false,
             // Small to start: an idle connection should cost little; the adapter grows the
             // input buffer for busy ones, and output grows with what is written.
             input: BytesMut::new(),
@@ -279,6 +300,7 @@ impl Connection {
                 }
             }
             Event::LoginRefused { mechanism } => {
+                self.told_gone = true;
                 // With `authentication_failure_close` the client learns why; without it, RabbitMQ
                 // (and the spec) just drop the socket.
                 if self.capabilities.authentication_failure_close {
@@ -374,6 +396,7 @@ impl Connection {
                 }
             }
             Event::Closed => {
+                self.told_gone = true;
                 if self.state == State::PeerClosing {
                     // Every answer to what the client sent before its close is out: now
                     // close-ok, and the connection is over.
@@ -384,6 +407,7 @@ impl Connection {
             }
             Event::ConnectionError { fault } => {
                 // The broker has already forgotten this connection.
+                self.told_gone = true;
                 self.send_connection_close(&fault, now_ms);
             }
             Event::ResourceAlarm { reason } => {
@@ -445,9 +469,38 @@ impl Connection {
         self.commands.pop_front()
     }
 
-    /// Bytes to write to the peer. The adapter writes them and clears the vector.
+    /// Bytes waiting to be written to the peer. An adapter that takes them from here (rather
+    /// than with [`Connection::take_output`]) must clear the vector, and its writes do not
+    /// count for delivery credit.
     pub fn output(&mut self) -> &mut Vec<u8> {
         &mut self.output
+    }
+
+    /// Moves the bytes waiting to be written into `into` (cleared first; the two buffers swap,
+    /// so neither is reallocated). They are in flight until [`Connection::handle_written`]
+    /// reports them written.
+    pub fn take_output(&mut self, into: &mut Vec<u8>) {
+        into.clear();
+        core::mem::swap(into, &mut self.output);
+        self.in_flight = self.in_flight.saturating_add(into.len());
+    }
+
+    /// The adapter wrote `n` bytes of what it took to the peer. This is what returns delivery
+    /// credit (see [`ConnectionConfig::delivery_window`]): once what the broker sent since
+    /// the last return is a quarter of the window and less than
+    /// [`ConnectionConfig::credit_low_water`] waits to be written, the broker hears
+    /// (`Command::Credit`) that it may send that much again.
+    pub fn handle_written(&mut self, n: usize) {
+        self.in_flight = self.in_flight.saturating_sub(n);
+        let Some(window) = self.config.delivery_window else {
+            return;
+        };
+        let batch = (window / 4).max(1);
+        let waiting = self.in_flight.saturating_add(self.output.len());
+        if self.delivered_cost >= batch && waiting < self.config.credit_low_water {
+            let credit = core::mem::take(&mut self.delivered_cost);
+            self.commands.push_back(Command::Credit(credit));
+        }
     }
 
     /// When `handle_timeout` next needs to run, if ever.
@@ -478,20 +531,10 @@ impl Connection {
         self.answered_close
     }
 
-    /// The [`Message::delivery_cost`](crate::broker::Message::delivery_cost) of the deliveries
-    /// handled since credit was last returned.
-    pub fn credit_owed(&self) -> u64 {
-        self.delivered_cost
-    }
-
-    /// Gives the broker back the credit owed (`Command::Credit`, see
-    /// [`ConnectionConfig::delivery_window`]). The adapter calls this once the deliveries'
-    /// bytes are (mostly) written out.
-    pub fn return_credit(&mut self) {
-        let credit = core::mem::take(&mut self.delivered_cost);
-        if credit > 0 {
-            self.commands.push_back(Command::Credit(credit));
-        }
+    /// Output taken and not yet reported written plus output not yet taken: what a slow peer
+    /// costs in buffers.
+    pub fn unwritten(&self) -> usize {
+        self.in_flight.saturating_add(self.output.len())
     }
 
     /// The negotiated frame_max (whole frame, overhead included).
@@ -718,7 +761,7 @@ impl Connection {
                 self.state = State::PeerClosing;
                 self.channels.clear();
                 self.deadline_ms = Some(self.last_recv_ms + self.config.close_timeout_ms);
-                self.commands.push_back(Command::Close);
+                self.tell_broker_gone();
                 Ok(())
             }
             (State::PeerClosing, _) => Ok(()),
@@ -1044,7 +1087,7 @@ impl Connection {
                     return;
                 }
                 self.send_connection_close(&fault, now_ms);
-                self.commands.push_back(Command::Close);
+                self.tell_broker_gone();
             }
         }
     }
@@ -1073,6 +1116,16 @@ impl Connection {
         self.channels.clear();
         self.input.clear();
         if was_known_to_broker {
+            self.tell_broker_gone();
+        }
+    }
+
+    /// The one place that decides when the broker hears `Command::Close`: once, whichever way
+    /// the connection ends (the peer's close, our fault, a timeout, a dead socket), and never
+    /// when the broker let the connection go first or never knew it. Hosts add nothing.
+    fn tell_broker_gone(&mut self) {
+        if !self.told_gone {
+            self.told_gone = true;
             self.commands.push_back(Command::Close);
         }
     }

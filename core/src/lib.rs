@@ -16,8 +16,14 @@ pub mod auth;
 pub mod broker;
 pub mod codec;
 pub mod connection;
+pub mod message;
+pub mod pump;
 pub mod reply;
 pub mod storage;
+pub mod vocab;
 
-pub use broker::{Broker, BrokerConfig, Command, ConnId, Event};
+pub use broker::{Broker, BrokerConfig};
 pub use connection::{Connection, ConnectionConfig};
+pub use message::Message;
+pub use pump::Pump;
+pub use vocab::{Command, ConnId, Event};

@@ -55,7 +55,7 @@ fn fatal(bytes: &[u8]) -> Vec<Received> {
     let c = w.connect_channel();
     let r = w.client(c).send_raw(bytes);
     assert!(w.client(c).is_socket_closed(), "still open after {r:?}");
-    assert_eq!(w.broker.connection_count(), 0);
+    assert_eq!(w.broker().connection_count(), 0);
     r
 }
 
@@ -115,7 +115,7 @@ fn a_wrong_protocol_header_is_answered_with_ours_and_the_socket_closes() {
     let r = w.client(c).send_raw(b"AMQP\x00\x00\x09\x00");
     assert_eq!(r, vec![Received::ProtocolHeader(PROTOCOL_HEADER)]);
     assert!(w.client(c).is_socket_closed());
-    assert_eq!(w.broker.connection_count(), 0);
+    assert_eq!(w.broker().connection_count(), 0);
 }
 
 #[test]
@@ -428,7 +428,7 @@ fn garbage_in_any_connection_state_never_panics() {
         w.advance(20_000);
         // Whatever happened, the broker agrees with the connection about whether it is open.
         let open = !w.client(c).is_socket_closed();
-        assert!(w.broker.connection_count() <= usize::from(open));
+        assert!(w.broker().connection_count() <= usize::from(open));
     }
 }
 

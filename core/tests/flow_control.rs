@@ -6,8 +6,8 @@ mod support;
 
 use bytes::Bytes;
 use support::*;
-use warren_core::broker::Message;
 use warren_core::connection::ConnectionConfig;
+use warren_core::Message;
 
 const BODY: usize = 1000;
 
@@ -39,6 +39,7 @@ fn connect_with_window(w: &mut World, messages: u64) -> Cid {
         delivery_window: Some(messages * cost()),
         ..ConnectionConfig::default()
     });
+    w.stop_reading(c);
     w.client(c).handshake();
     w.client(c).open_channel(1);
     c
@@ -64,7 +65,13 @@ fn without_a_window_a_backlog_is_delivered_at_once() {
     let p = w.connect_channel();
     w.client(p).declare_queue(1, "q");
     publish_n(&mut w, p, "q", 20);
-    let c = w.connect_channel();
+    let c = w.connect_with(ConnectionConfig {
+        delivery_window: None,
+        ..ConnectionConfig::default()
+    });
+    w.stop_reading(c);
+    w.client(c).handshake();
+    w.client(c).open_channel(1);
     let r = w.client(c).consume_no_ack(1, "q", "t");
     assert_eq!(delivered_bodies(&r).len(), 20);
 }

@@ -32,7 +32,7 @@ fn plain_guest_handshake_opens_the_connection() {
         "RabbitMQ's defaults"
     );
     assert_eq!(*open_ok, method(0, ConnectionOpenOk::default()));
-    assert_eq!(w.broker.connection_count(), 1);
+    assert_eq!(w.broker().connection_count(), 1);
     assert_eq!(w.server(c).username(), "guest");
 }
 
@@ -87,7 +87,7 @@ fn wrong_password_with_authentication_failure_close_gets_403_connection_close() 
     });
     assert_eq!(r[1..], [connection_close(403, REFUSED_PLAIN, 0, 0)]);
     assert!(w.client(c).is_socket_closed());
-    assert_eq!(w.broker.connection_count(), 0);
+    assert_eq!(w.broker().connection_count(), 0);
 }
 
 #[test]
@@ -101,7 +101,7 @@ fn wrong_password_without_capability_closes_the_socket_silently() {
     });
     assert_eq!(r.len(), 1, "only connection.start: {r:?}");
     assert!(w.client(c).is_socket_closed());
-    assert_eq!(w.broker.connection_count(), 0);
+    assert_eq!(w.broker().connection_count(), 0);
 }
 
 #[test]
@@ -183,7 +183,7 @@ fn tune_ok_with_frame_max_below_the_minimum_closes_the_socket_silently() {
     // Before the connection is open RabbitMQ does not explain itself: it hangs up.
     assert_eq!(r.len(), 2, "start and tune only: {r:?}");
     assert!(w.client(c).is_socket_closed());
-    assert_eq!(w.broker.connection_count(), 0);
+    assert_eq!(w.broker().connection_count(), 0);
 }
 
 #[test]
@@ -205,7 +205,7 @@ fn opening_an_unknown_vhost_is_530() {
     );
     // The client's close-ok ends it.
     assert!(w.client(c).is_socket_closed());
-    assert_eq!(w.broker.connection_count(), 0);
+    assert_eq!(w.broker().connection_count(), 0);
 }
 
 #[test]
@@ -234,7 +234,7 @@ fn client_connection_close_is_answered_with_close_ok_and_the_socket_closes() {
         w.client(c).server().answered_close(),
         "the client hangs up, not us (RabbitMQ waits for it)"
     );
-    assert_eq!(w.broker.connection_count(), 0);
+    assert_eq!(w.broker().connection_count(), 0);
 }
 
 #[test]
@@ -242,11 +242,11 @@ fn a_dropped_socket_removes_the_connection_from_the_broker() {
     let mut w = World::new();
     let a = w.connect_channel();
     let b = w.connect_channel();
-    assert_eq!(w.broker.connection_count(), 2);
+    assert_eq!(w.broker().connection_count(), 2);
     w.client(a).disconnect();
-    assert_eq!(w.broker.connection_count(), 1);
+    assert_eq!(w.broker().connection_count(), 1);
     w.client(b).disconnect();
-    assert_eq!(w.broker.connection_count(), 0);
+    assert_eq!(w.broker().connection_count(), 0);
 }
 
 #[test]

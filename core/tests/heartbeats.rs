@@ -65,10 +65,10 @@ fn a_silent_client_is_dropped_after_two_missed_intervals() {
         !w.client(c).is_socket_closed(),
         "alive just under two intervals"
     );
-    assert_eq!(w.broker.connection_count(), 1);
+    assert_eq!(w.broker().connection_count(), 1);
     w.advance_to(start + 20_000);
     assert!(w.client(c).is_socket_closed());
-    assert_eq!(w.broker.connection_count(), 0);
+    assert_eq!(w.broker().connection_count(), 0);
     // No connection.close: RabbitMQ just closes the socket on a heartbeat timeout.
     assert!(w.client(c).take().is_empty());
     assert!(w.client_state(c).heartbeats_received >= 3);
@@ -81,7 +81,7 @@ fn a_client_that_sends_heartbeats_stays_connected() {
     w.client_state(c).heartbeat_every_ms = Some(5_000);
     w.advance(10 * 60 * 1_000);
     assert!(!w.client(c).is_socket_closed());
-    assert_eq!(w.broker.connection_count(), 1);
+    assert_eq!(w.broker().connection_count(), 1);
     assert!(w.client_state(c).heartbeats_sent >= 100);
     w.client(c).open_channel(1);
 }
@@ -114,7 +114,7 @@ fn a_client_that_stops_heartbeating_is_dropped() {
     w.client_state(c).heartbeat_every_ms = None;
     w.advance(25_000);
     assert!(w.client(c).is_socket_closed());
-    assert_eq!(w.broker.connection_count(), 0);
+    assert_eq!(w.broker().connection_count(), 0);
 }
 
 #[test]

@@ -253,7 +253,7 @@ fn an_exclusive_queue_vanishes_with_its_connection() {
             10
         )]
     );
-    assert!(w.broker.queue("/", "ex").is_none());
+    assert!(w.broker().queue("/", "ex").is_none());
 }
 
 #[test]
@@ -262,7 +262,7 @@ fn an_exclusive_queue_vanishes_when_its_connection_drops() {
     let owner = w.connect_channel();
     w.client(owner).declare_queue_with(1, exclusive("ex"));
     w.client(owner).disconnect();
-    assert!(w.broker.queue("/", "ex").is_none());
+    assert!(w.broker().queue("/", "ex").is_none());
     // The name is free for anyone now.
     let other = w.connect_channel();
     w.client(other).declare_queue_with(1, exclusive("ex"));
@@ -313,7 +313,7 @@ fn an_auto_delete_queue_goes_when_its_consumers_channel_closes() {
     );
     w.client(c).consume(2, "ad", "a");
     w.client(c).close_channel(2);
-    assert!(w.broker.queue("/", "ad").is_none());
+    assert!(w.broker().queue("/", "ad").is_none());
 }
 
 #[test]
@@ -448,7 +448,7 @@ fn delete_reports_the_ready_message_count() {
         w.client(c).delete_queue(1, "q"),
         vec![method(1, QueueDeleteOk { message_count: 2 })]
     );
-    assert!(w.broker.queue("/", "q").is_none());
+    assert!(w.broker().queue("/", "q").is_none());
 }
 
 #[test]

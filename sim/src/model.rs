@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use warren_core::broker::{Broker, ConnId, Event, Message};
+use warren_core::broker::Broker;
 use warren_core::codec::{
     peek_delivery_mode, peek_headers, peek_priority, BasicCancel, BasicCancelOk, BasicConsumeOk,
     BasicDeliver, BasicGetEmpty, BasicGetOk, BasicQosOk, BasicRecoverOk, BasicReturn, ChannelClose,
@@ -30,6 +30,7 @@ use warren_core::codec::{
     QueuePurgeOk, QueueUnbindOk, ShortStr, TxCommitOk, TxRollbackOk, TxSelectOk,
 };
 use warren_core::Command;
+use warren_core::{ConnId, Event, Message};
 
 use crate::client::Expect;
 

@@ -11,7 +11,7 @@ use std::cell::Cell;
 
 use bytes::Bytes;
 use warren_core::auth::StaticUsers;
-use warren_core::broker::{Broker, BrokerConfig, ConnId, Event};
+use warren_core::broker::{Broker, BrokerConfig};
 use warren_core::codec::{
     BasicAck, BasicCancel, BasicConsume, BasicGet, BasicNack, BasicProperties, BasicPublish,
     BasicQos, BasicRecover, BasicReject, ChannelClose, ChannelFlow, ChannelOpen, ConfirmSelect,
@@ -23,6 +23,7 @@ use warren_core::codec::{
 use warren_core::connection::{Connection, ConnectionConfig};
 use warren_core::storage::MemoryStorage;
 use warren_core::Command;
+use warren_core::{ConnId, Event};
 
 use crate::client::Expect;
 use crate::client::{ChState, Client, Phase, MAX_CHANNELS};
@@ -317,6 +318,8 @@ impl Sim {
             config: ConnectionConfig {
                 product: "Warren",
                 version: "sim",
+                // Half the connections get a small window in `connect`; the rest none.
+                delivery_window: None,
                 ..ConnectionConfig::default()
             },
         }
@@ -468,18 +471,10 @@ impl Sim {
             peer.client
                 .feed(bytes)
                 .map_err(|e| format!("client {p}: {e}"))?;
+            // The adapter's part in flow control, as every host plays it: report what the
+            // peer took as written; the connection decides when that returns credit.
+            link.server.handle_written(n);
             moved = true;
-        }
-        // The adapter's part in flow control: credit goes back once the client has read the
-        // deliveries (sometimes earlier, as the native driver returns it below a low water).
-        if let Some(link) = self.peers[p].link.as_mut() {
-            if link.server.credit_owed() > 0 {
-                let read = link.down.len() == 0 && (full || self.flow.chance(50));
-                if read || self.flow.chance(5) {
-                    link.server.return_credit();
-                    moved = true;
-                }
-            }
         }
         let peer = &mut self.peers[p];
         if let Some(link) = &peer.link {
@@ -507,10 +502,10 @@ impl Sim {
             return false;
         };
         let mut moved = false;
-        let out = link.server.output();
+        let mut out = Vec::new();
+        link.server.take_output(&mut out);
         if !out.is_empty() {
-            link.down.push(out);
-            out.clear();
+            link.down.push(&out);
             moved = true;
         }
         if link.server.is_closed() && !link.server_done {
@@ -555,7 +550,7 @@ impl Sim {
             let mut copies = Vec::with_capacity(batch.len());
             for (id, cmd) in batch {
                 copies.push((id, Cmd::of(&cmd)));
-                self.broker.handle(id, cmd);
+                self.broker.handle(self.now, id, cmd);
                 self.stats.commands += 1;
                 self.stats.core_ops += 1;
             }
@@ -914,6 +909,13 @@ impl Sim {
         if self.flow.chance(50) {
             // Windows from under one message to a few: deliveries wait for credit often.
             config.delivery_window = Some(50 + u64::from(self.flow.below(1500)));
+            // Credit comes back once the client has read everything, or earlier, while some
+            // output still waits (as the native driver's low water has it).
+            config.credit_low_water = if self.flow.chance(3) {
+                1 + self.flow.below(2000) as usize
+            } else {
+                1
+            };
         }
         let server = Connection::new(config, now);
         let peer = &mut self.peers[p];

@@ -2,11 +2,10 @@
 //!
 //! Reading, writing, broker events and timers all run in one `select!` loop, so a peer that
 //! stops reading never stops the timers (heartbeats, close deadlines) or the reading of its
-//! own input. Deliveries are credit-flow-controlled: the broker may have at most
-//! [`DELIVERY_WINDOW`] of them outstanding to this connection, and the driver returns the
-//! credit (`Command::Credit`) once its unwritten output is below [`LOW_WATER`]. A slow
-//! consumer leaves messages in their queues instead of growing the broker's buffers, and a
-//! consumer that resumes gets its backlog window by window, not all at once.
+//! own input. The rules are the core's, as in every host (`warren_core::pump`): the connection
+//! tells the broker when it is gone, and returns delivery credit as the driver reports its
+//! writes ([`Connection::handle_written`]; window and low water from [`ConnectionConfig`]).
+//! A slow consumer thus leaves messages in their queues instead of growing our buffers.
 
 use std::time::Duration;
 
@@ -20,16 +19,8 @@ use crate::hub::Hub;
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
 
-/// Deliveries (in `Message::delivery_cost`, about bytes) the broker may make to a connection
-/// before it hears that they were written out.
-pub const DELIVERY_WINDOW: u64 = 2 << 20;
-/// Credit is returned in amounts of at least this: one command per quarter window, not one
-/// per batch of deliveries. What is held back is less than the window, so it never stalls.
-const CREDIT_BATCH: u64 = DELIVERY_WINDOW / 4;
 /// Output buffers up to this size are freed once written, if nothing else waits.
 const SMALL_OUTPUT: usize = 4 << 10;
-/// Unwritten output below which the driver returns delivery credit.
-pub const LOW_WATER: usize = 512 << 10;
 /// The least and the most free space the input buffer offers a read. A connection starts at
 /// the least (an idle one stays small) and doubles its offer each time a read fills it.
 const READ_MIN: usize = 1024;
@@ -40,10 +31,6 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
     let (link, mut events) = hub.register().await;
     let id = link.id();
     let linger = Duration::from_millis(config.close_timeout_ms);
-    let config = ConnectionConfig {
-        delivery_window: Some(DELIVERY_WINDOW),
-        ..config
-    };
     let mut conn = Connection::new(config, hub.now_ms());
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut commands: Vec<Command> = Vec::new();
@@ -55,9 +42,8 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
     debug!(%peer, conn = id.0, "connection accepted");
     loop {
         if written == pending.len() && !conn.output().is_empty() {
-            pending.clear();
             written = 0;
-            std::mem::swap(&mut pending, conn.output());
+            conn.take_output(&mut pending);
         }
         let deadline = conn.poll_timeout();
         let sleep = async {
@@ -103,6 +89,7 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
                     Ok(0) | Err(_) => conn.handle_eof(),
                     Ok(n) => {
                         written += n;
+                        conn.handle_written(n);
                         if written == pending.len() {
                             // A whole batch is out: let TLS push its records now.
                             if wr.flush().await.is_err() {
@@ -137,12 +124,6 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
             }
             _ = sleep => conn.handle_timeout(hub.now_ms()),
         }
-        let backlog = pending.len() - written + conn.output().len();
-        if conn.credit_owed() >= CREDIT_BATCH && backlog < LOW_WATER {
-            // Most of what the broker sent is out: it may send as much again. (Credit for
-            // deliveries still in the backlog is returned early, by at most LOW_WATER.)
-            conn.return_credit();
-        }
         while let Some(c) = conn.poll_command() {
             commands.push(c);
         }
@@ -160,8 +141,11 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
             break;
         }
     }
-    // Whatever happened, the broker must forget this connection (duplicates are ignored).
-    link.send(vec![Command::Close]).await;
+    // Whatever ended the loop (a close, a dead socket, the hub gone), the broker must forget
+    // this connection: the connection says so itself, once.
+    conn.handle_eof();
+    let last: Vec<Command> = std::iter::from_fn(|| conn.poll_command()).collect();
+    link.send(last).await;
     if conn.answered_close() && !peer_eof {
         // The client that sent connection.close hangs up once it has read our close-ok; as
         // RabbitMQ does, let it. lapin reports an error instead of a clean close when our EOF

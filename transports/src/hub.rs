@@ -169,7 +169,9 @@ async fn run(
             }
             _ = sleep => {}
         }
-        broker.handle_timeout(now());
+        // One reading of the clock per round: the commands of a round arrived together.
+        let round_now = now();
+        broker.handle_timeout(round_now);
         for msg in inbox.drain(..) {
             match msg {
                 HubMsg::Register(id, tx) => {
@@ -186,7 +188,7 @@ async fn run(
                     let mut closed = false;
                     for command in commands {
                         closed |= matches!(command, Command::Close);
-                        broker.handle(id, command);
+                        broker.handle(round_now, id, command);
                     }
                     if closed {
                         // Flush what the broker still had for it, then forget it.

@@ -365,6 +365,25 @@ fn message_ttl_expires_on_the_engine_timer() {
     assert_eq!(queue_counts(&e, "short"), Some((0, 0)));
 }
 
+/// Nothing runs a timer while connections without heartbeats are quiet, so the broker's clock
+/// must move with every input: a TTL counts from the publish, not from the last timer.
+#[wasm_bindgen_test]
+fn message_ttl_counts_from_the_publish_after_a_quiet_spell() {
+    let mut e = engine(false, &[]);
+    let mut c = Client::open(&mut e, 0, 0.0);
+    let args: FieldTable = [("x-message-ttl", FieldValue::I32(5_000))]
+        .into_iter()
+        .collect();
+    c.declare_queue(&mut e, "q", false, args, 10_000.0);
+    assert_eq!(e.poll_timeout(), -1.0, "nothing timed: no timer runs");
+    c.publish(&mut e, "", "q", &BasicProperties::default(), b"m", 50_000.0);
+    assert_eq!(e.poll_timeout(), 55_001.0, "due 5 s after the publish");
+    e.timeout(54_000.0);
+    assert_eq!(queue_counts(&e, "q"), Some((1, 0)), "alive 4 s after it");
+    e.timeout(55_001.0);
+    assert_eq!(queue_counts(&e, "q"), Some((0, 0)), "expired 5 s after it");
+}
+
 #[wasm_bindgen_test]
 fn topic_trace_reports_queues_and_matched_words() {
     let mut e = engine(false, &[]);

@@ -6,10 +6,9 @@ use alloc::vec::Vec;
 use super::channel::{Channel, Consumer, TxOp, Unacked};
 use super::exchange::Destination;
 use super::expiry::DeathReason;
-use super::message::parse_expiration;
 use super::queue::{ConsumerRef, Overflow, QueueId, QueuedMessage, NEVER};
 use super::reply_to::{REPLY_TO, REPLY_TO_PREFIX};
-use super::{Broker, ConnId, Event, Exchange, Message};
+use super::{Broker, Exchange, Message};
 use crate::channel_fault;
 use crate::codec::{
     peek_expiration, peek_headers, peek_user_id, BasicAck, BasicCancel, BasicCancelOk,
@@ -18,15 +17,10 @@ use crate::codec::{
     TxCommitOk, TxRollbackOk, TxSelectOk,
 };
 use crate::connection_fault;
+use crate::message::parse_expiration;
 use crate::reply::Fault;
 use crate::storage::MessageRecord;
-
-/// The flags of a `basic.publish` (the rest of it travels in the [`Message`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PublishFlags {
-    pub mandatory: bool,
-    pub immediate: bool,
-}
+use crate::vocab::{ConnId, Event, PublishFlags};
 
 impl Broker {
     pub(crate) fn publish(

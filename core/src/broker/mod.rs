@@ -4,11 +4,12 @@
 //! in and [`Event`]s out, so the native server can run the broker on one task while connection
 //! tasks do the decoding and encoding, and a browser can run both on one thread.
 //!
-//! Call order: [`Broker::handle`] for every command, then drain [`Broker::poll_event`] and
-//! hand each event to its connection. Events for one connection come out in the order that
-//! connection must send them. The broker has its own timer besides the connections': call
-//! [`Broker::handle_timeout`] with the current time before handling commands and whenever
-//! [`Broker::poll_timeout`] comes due (message TTLs, queue expiry), then drain events again.
+//! Call order: [`Broker::handle`] for every command, with the current time, then drain
+//! [`Broker::poll_event`] and hand each event to its connection. Events for one connection come
+//! out in the order that connection must send them. The broker has its own timer besides the
+//! connections': call [`Broker::handle_timeout`] whenever [`Broker::poll_timeout`] comes due
+//! (message TTLs, queue expiry), then drain events again. Every input carries the time, as in
+//! quinn-proto: nothing timed counts from a clock that only timers move.
 
 mod channel;
 mod delivery;
@@ -16,7 +17,6 @@ mod entities;
 mod exchange;
 mod expiry;
 pub mod headers;
-mod message;
 mod queue;
 mod ready;
 mod reply_to;
@@ -27,16 +27,16 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::auth::Authenticator;
-use crate::codec::{BasicPublish, FieldTable, FieldValue, Method, ShortStr};
+use crate::codec::{BasicPublish, FieldTable, Method, ShortStr};
 use crate::connection_fault;
+pub(crate) use crate::message::Message;
 use crate::reply::{Fault, Scope};
 use crate::storage::Storage;
+use crate::vocab::{ClientCapabilities, Command, ConnId, Event};
 
 pub use channel::Channel;
-pub use delivery::PublishFlags;
 pub use exchange::{Binding, Destination, Exchange, ExchangeKind};
 pub use expiry::DeathReason;
-pub use message::Message;
 pub use queue::{Overflow, Queue, QueueId, QueueLimits};
 
 /// Every queue of the broker by id.
@@ -44,112 +44,6 @@ pub type QueueMap = Map<QueueId, Queue>;
 
 /// Hash maps with a fixed hasher: runs must not vary with a random seed.
 pub type Map<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
-
-/// Identifies one client connection; chosen by the caller, unique for the broker's lifetime.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
-
-/// What the client said it can handle, from `client-properties.capabilities`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ClientCapabilities {
-    pub consumer_cancel_notify: bool,
-    pub authentication_failure_close: bool,
-    pub connection_blocked: bool,
-}
-
-impl ClientCapabilities {
-    pub fn from_client_properties(props: &FieldTable) -> Self {
-        let mut caps = Self::default();
-        if let Some(FieldValue::Table(t)) = props.get("capabilities") {
-            let on = |k: &str| matches!(t.get(k), Some(FieldValue::Bool(true)));
-            caps.consumer_cancel_notify = on("consumer_cancel_notify");
-            caps.authentication_failure_close = on("authentication_failure_close");
-            caps.connection_blocked = on("connection.blocked");
-        }
-        caps
-    }
-}
-
-/// A request from a connection to the broker.
-#[derive(Debug)]
-pub enum Command {
-    /// `connection.start-ok` carried these credentials.
-    Login {
-        username: String,
-        password: String,
-        mechanism: ShortStr,
-        capabilities: ClientCapabilities,
-    },
-    /// `connection.open`.
-    Open { vhost: ShortStr },
-    /// A channel-level method without content (channel, exchange, queue, basic, tx, confirm).
-    Method { channel: u16, method: Method },
-    /// A fully assembled `basic.publish`: its flags and the message built from its method,
-    /// content header and body (built on the connection's thread, not the broker's).
-    Publish {
-        channel: u16,
-        flags: PublishFlags,
-        message: Message,
-    },
-    /// The connection closed the channel on its own (a content error): forget it.
-    ChannelGone { channel: u16 },
-    /// Credit-based flow control of deliveries, in [`Message::delivery_cost`] units (about
-    /// bytes). A connection that never sends this gets deliveries without limit. The first
-    /// `Credit` opens a window of that size; each delivery to the connection's consumers
-    /// takes its cost from it, and none is made while it is used up; later `Credit`s return
-    /// what the connection has written out. So a peer that reads slowly costs queue space,
-    /// not unbounded buffers, and a backlog reaches it window by window instead of all at
-    /// once (RabbitMQ's credit flow does the same).
-    Credit(u64),
-    /// The connection is gone, cleanly or not.
-    Close,
-}
-
-/// An answer or delivery from the broker to one connection.
-#[derive(Debug)]
-pub enum Event {
-    LoginOk,
-    LoginRefused {
-        mechanism: ShortStr,
-    },
-    OpenOk,
-    /// A method without content.
-    Method {
-        channel: u16,
-        method: Method,
-    },
-    /// `basic.deliver` to a consumer, followed by the message (the hot path: no `Method`
-    /// value, exchange and routing key come from the message).
-    Deliver {
-        channel: u16,
-        consumer_tag: ShortStr,
-        delivery_tag: u64,
-        redelivered: bool,
-        message: Message,
-    },
-    /// `basic.get-ok` or `basic.return`, followed by the message.
-    Content {
-        channel: u16,
-        method: Method,
-        message: Message,
-    },
-    /// Close this channel with `channel.close` (the broker has already let it go).
-    ChannelError {
-        channel: u16,
-        fault: Fault,
-    },
-    /// Close the connection with `connection.close` (the broker has already let it go).
-    ConnectionError {
-        fault: Fault,
-    },
-    /// The broker has let the connection go (the answer to `Command::Close`, after every
-    /// earlier answer): a client-initiated close can now be confirmed with `close-ok`.
-    Closed,
-    /// A resource alarm went on (`Some(reason)`) or off (`None`): publishers must be paused.
-    ResourceAlarm {
-        reason: Option<ShortStr>,
-    },
-}
 
 /// Broker-wide settings.
 #[derive(Clone, Debug)]
@@ -368,8 +262,13 @@ impl Broker {
         self.alarm.as_deref()
     }
 
-    /// Takes one command from connection `conn`.
-    pub fn handle(&mut self, conn: ConnId, command: Command) {
+    /// Takes one command from connection `conn`, at `now_ms` (the same clock as
+    /// [`Broker::handle_timeout`]'s). Whatever the command starts that is timed — a message's
+    /// TTL, a queue's `x-expires` — counts from this time, however long ago the last timer
+    /// ran. Timers that fell due meanwhile still need [`Broker::handle_timeout`]; messages
+    /// already past their TTL are never delivered either way.
+    pub fn handle(&mut self, now_ms: u64, conn: ConnId, command: Command) {
+        self.now_ms = self.now_ms.max(now_ms);
         match command {
             Command::Login {
                 username,

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use warren_core::auth::StaticUsers;
-use warren_core::broker::{Broker, BrokerConfig, ConnId};
+use warren_core::broker::{Broker, BrokerConfig};
 use warren_core::codec::{
     decode_frame, encode_content, encode_heartbeat, encode_method_frame, BasicAck, BasicCancel,
     BasicConsume, BasicGet, BasicNack, BasicProperties, BasicPublish, BasicQos, BasicRecover,
@@ -34,6 +34,7 @@ use warren_core::connection::{Connection, ConnectionConfig};
 use warren_core::storage::{
     BindingRecord, ExchangeRecord, MemoryStorage, MessageRecord, QueueRecord, Recovered, Storage,
 };
+use warren_core::{ConnId, Pump};
 
 // ---------------------------------------------------------------------------------------------
 // What the client sees
@@ -500,10 +501,15 @@ pub struct Cid(pub usize);
 
 struct Peer {
     id: ConnId,
-    server: Connection,
     client: Client,
     /// The client hung up (EOF already given to the server).
     client_gone: bool,
+    /// The client reads what reaches it, so the server hears its output written (and returns
+    /// delivery credit) as it is delivered. Off: the bytes still reach the client, for the
+    /// test to see, but count as written only at [`World::return_credit`] — a slow reader.
+    reads: bool,
+    /// Bytes delivered to the client and not yet reported written (with `reads` off).
+    unread: usize,
 }
 
 /// Cuts byte streams into pieces, for the byte-splitting property test.
@@ -520,9 +526,9 @@ impl Chunker {
     }
 }
 
-/// A broker, its connections, their clients, and the virtual clock.
+/// A broker and its connections (the core's [`Pump`]), their clients, and the virtual clock.
 pub struct World {
-    pub broker: Broker,
+    pump: Pump,
     pub storage: SharedStorage,
     /// Virtual time in milliseconds.
     pub now: u64,
@@ -552,13 +558,17 @@ impl World {
             Box::new(storage.clone()),
         );
         World {
-            broker,
+            pump: Pump::new(broker, ConnectionConfig::default()),
             storage,
             now: 0,
             conn_config: ConnectionConfig::default(),
             peers: Vec::new(),
             chunker: None,
         }
+    }
+
+    pub fn broker(&self) -> &Broker {
+        self.pump.broker()
     }
 
     /// Feeds every byte stream (both ways) in pieces of these sizes, cycling.
@@ -577,11 +587,13 @@ impl World {
         let n = self.peers.len();
         let mut client = Client::new();
         client.last_send_ms = self.now;
+        let id = self.pump.connect_with(config, self.now);
         self.peers.push(Peer {
-            id: ConnId(n as u64 + 1),
-            server: Connection::new(config, self.now),
+            id,
             client,
             client_gone: false,
+            reads: true,
+            unread: 0,
         });
         Cid(n)
     }
@@ -608,19 +620,31 @@ impl World {
         &mut self.peers[c.0].client
     }
 
+    /// The server side of connection `c` (while the pump has it).
     pub fn server(&self, c: Cid) -> &Connection {
-        &self.peers[c.0].server
+        self.pump
+            .connection(self.peers[c.0].id)
+            .expect("the connection is still in the pump")
     }
 
     pub fn conn_id(&self, c: Cid) -> ConnId {
         self.peers[c.0].id
     }
 
-    /// Plays the adapter's part in delivery flow control: hands the broker back the credit
-    /// for every delivery connection `c` has encoded so far (`Command::Credit`).
+    /// Makes client `c` a slow reader: what reaches it counts as written only at
+    /// [`World::return_credit`].
+    pub fn stop_reading(&mut self, c: Cid) {
+        self.peers[c.0].reads = false;
+    }
+
+    /// Client `c` has read everything that reached it: the server hears it written, which
+    /// returns delivery credit as the core's rule has it.
     pub fn return_credit(&mut self, c: Cid) {
-        self.peers[c.0].server.return_credit();
-        self.pump();
+        let p = &mut self.peers[c.0];
+        let unread = std::mem::take(&mut p.unread);
+        let id = p.id;
+        self.pump.handle_written(id, unread);
+        self.drive();
     }
 
     /// Shuttles bytes, commands and events until nothing moves.
@@ -647,75 +671,63 @@ impl World {
                 continue; // nobody is listening any more
             }
             p.client.last_send_ms = self.now;
+            let id = p.id;
             match self.chunker.as_mut() {
-                None => {
-                    self.peers[i].server.handle_input(&data, self.now);
-                    self.pump();
-                }
+                None => self.pump.handle_input(id, &data, self.now),
                 Some(_) => {
                     let mut rest = &data[..];
                     while !rest.is_empty() {
                         let n = self.chunker.as_mut().expect("chunker").next_size();
                         let (piece, tail) = rest.split_at(n.min(rest.len()));
                         rest = tail;
-                        self.peers[i].server.handle_input(piece, self.now);
-                        self.pump();
+                        self.pump.handle_input(id, piece, self.now);
                     }
                 }
             }
         }
-        moved | self.pump()
+        moved | self.deliver_output()
     }
 
-    /// Commands to the broker, events to connections, output to clients; true if anything
-    /// moved.
-    fn pump(&mut self) -> bool {
+    /// The pump's output to the clients; true if anything moved.
+    fn deliver_output(&mut self) -> bool {
         let mut moved = false;
         loop {
-            let mut any = false;
-            for p in &mut self.peers {
-                while let Some(cmd) = p.server.poll_command() {
-                    self.broker.handle(p.id, cmd);
-                    any = true;
-                }
+            let ready = self.pump.take_ready();
+            if ready.is_empty() {
+                return moved;
             }
-            while let Some((id, event)) = self.broker.poll_event() {
-                let p = self
-                    .peers
-                    .iter_mut()
-                    .find(|p| p.id == id)
-                    .expect("event for a known connection");
-                p.server.handle_event(event, self.now);
-                any = true;
-            }
-            for p in &mut self.peers {
-                let out = std::mem::take(p.server.output());
-                if !out.is_empty() {
-                    any = true;
-                    if !p.client_gone {
-                        match self.chunker.as_mut() {
-                            None => p.client.feed(&out),
-                            Some(ch) => {
-                                let mut rest = &out[..];
-                                while !rest.is_empty() {
-                                    let n = ch.next_size();
-                                    let (piece, tail) = rest.split_at(n.min(rest.len()));
-                                    rest = tail;
-                                    p.client.feed(piece);
-                                }
+            moved = true;
+            for id in ready {
+                let out = self.pump.take_output(id);
+                let Some(p) = self.peers.iter_mut().find(|p| p.id == id) else {
+                    continue;
+                };
+                if !out.is_empty() && !p.client_gone {
+                    match self.chunker.as_mut() {
+                        None => p.client.feed(&out),
+                        Some(ch) => {
+                            let mut rest = &out[..];
+                            while !rest.is_empty() {
+                                let n = ch.next_size();
+                                let (piece, tail) = rest.split_at(n.min(rest.len()));
+                                rest = tail;
+                                p.client.feed(piece);
                             }
                         }
                     }
                 }
-                if p.server.is_closed() && !p.client.socket_closed {
+                if self.pump.is_closed(id) {
                     p.client.socket_closed = true;
-                    any = true;
+                }
+                if out.is_empty() {
+                    continue;
+                }
+                if p.reads {
+                    self.pump.handle_written(id, out.len());
+                } else {
+                    p.unread += out.len();
                 }
             }
-            if !any {
-                return moved;
-            }
-            moved = true;
         }
     }
 
@@ -743,33 +755,35 @@ impl World {
         self.advance(t - self.now);
     }
 
+    /// Moves virtual time to `t` without firing any timer: the host's timer is late (a
+    /// suspended tab, a busy thread). Inputs until the next [`World::advance`] carry `t`.
+    pub fn jump_to(&mut self, t: u64) {
+        assert!(t >= self.now);
+        self.now = t;
+    }
+
     fn next_timer(&self) -> Option<u64> {
-        let broker = self.broker.poll_timeout();
+        let server = self.pump.poll_timeout();
         self.peers
             .iter()
-            .flat_map(|p| {
-                let server = p.server.poll_timeout();
-                let client = if p.client_gone || p.client.socket_closed {
+            .map(|p| {
+                if p.client_gone || p.client.socket_closed {
                     None
                 } else {
                     p.client
                         .heartbeat_every_ms
                         .map(|every| p.client.last_send_ms + every)
-                };
-                [server, client]
+                }
             })
+            .chain([server])
             .flatten()
-            .chain(broker)
             .min()
     }
 
     fn fire_timers(&mut self) {
         let now = self.now;
-        self.broker.handle_timeout(now);
+        self.pump.handle_timeout(now);
         for p in &mut self.peers {
-            if p.server.poll_timeout().is_some_and(|t| t <= now) {
-                p.server.handle_timeout(now);
-            }
             if let Some(every) = p.client.heartbeat_every_ms {
                 if !p.client_gone && !p.client.socket_closed && p.client.last_send_ms + every <= now
                 {
@@ -889,7 +903,9 @@ impl ClientHandle<'_> {
     pub fn disconnect(&mut self) {
         let p = &mut self.world.peers[self.c.0];
         p.client_gone = true;
-        p.server.handle_eof();
+        let id = p.id;
+        let now = self.world.now;
+        self.world.pump.handle_eof(id, now);
         self.world.drive();
     }
 
@@ -898,7 +914,7 @@ impl ClientHandle<'_> {
     }
 
     pub fn server(&self) -> &Connection {
-        &self.world.peers[self.c.0].server
+        self.world.server(self.c)
     }
 
     /// Runs the handshake with `h`; returns everything received on the way (start, tune,
