@@ -16,6 +16,7 @@ pub mod auth;
 pub mod broker;
 pub mod codec;
 pub mod connection;
+pub mod exchange_kind;
 pub mod message;
 pub mod pump;
 pub mod reply;

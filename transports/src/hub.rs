@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use warren_core::{Broker, Command, ConnId, Event};
@@ -69,7 +69,8 @@ impl Hub {
         }
     }
 
-    /// Milliseconds since the hub started: the clock every core object is fed.
+    /// Milliseconds since the hub started: the clock every core object is fed (tokio's, so
+    /// tests can run it on paused virtual time).
     pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }

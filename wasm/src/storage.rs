@@ -7,22 +7,16 @@
 //! to the broker through [`Storage::load`]. Changes not yet flushed when the page dies are lost,
 //! as with any write-behind cache (`Broker.flush()` in JS waits for them).
 //!
-//! # Formats (little-endian; `str` = u16 length + UTF-8, `blob` = u32 length + bytes)
+//! # Formats
 //!
-//! Records, the values stored in IndexedDB (each starts with a version byte, 1):
-//! - exchange: `1 vhost:str name:str kind:u8 auto_delete:u8 internal:u8 arguments:table`
-//! - queue: `1 vhost:str name:str auto_delete:u8 arguments:table`
-//! - binding: `1 vhost:str source:str destination:str to_exchange:u8 key:str arguments:table`
-//! - message: `1 vhost:str queue:str id:u64 exchange:str key:str properties:blob body:blob`
-//! - delivered marker: `1 vhost:str queue:str id:u64` (the message went out unacked at least
-//!   once, so after a restart it comes back `redelivered`)
-//!
-//! (`table` is an AMQP field table as on the wire: u32 big-endian length, then entries.)
+//! Records, the values stored in IndexedDB, are the core's storage records as bytes
+//! (`warren_core::storage::codec`, the same format as the native disk store's).
 //!
 //! Ops, as [`Journal::take`] returns them, one after another:
 //! `kind:u8 store:u8 key [value:blob]` where kind is 1 put (with value), 2 delete, 3 delete
 //! every key that starts with the given key parts; store is 0 exchanges, 1 queues, 2 bindings,
-//! 3 messages, 4 delivered markers; a key is `parts:u8` then parts, each `1 str`, `2 f64` (a number) or `3 blob`.
+//! 3 messages, 4 delivered markers; a key is `parts:u8` then parts, each `1 str`, `2 f64` (a number)
+//! or `3 blob` (`str` = u16 length + UTF-8, `blob` = u32 length + bytes, little-endian).
 //! Keys: exchanges and queues `[vhost, name]`, bindings `[vhost, record bytes]`, messages
 //! and delivered markers `[vhost, queue, id]` (so a queue's messages sort by id, which is
 //! queue order).
@@ -36,9 +30,11 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use std::sync::Mutex;
 
-use bytes::Bytes;
-use warren_core::broker::ExchangeKind;
-use warren_core::codec::{FieldTable, ShortStr};
+use warren_core::storage::codec::{
+    decode_binding, decode_delivered, decode_exchange, decode_message, decode_queue,
+    encode_binding, encode_delivered, encode_exchange, encode_message, encode_queue, put_blob,
+    put_str, BadRecord, Reader,
+};
 use warren_core::storage::{
     BindingRecord, ExchangeRecord, MessageRecord, QueueRecord, Recovered, Storage,
 };
@@ -55,7 +51,12 @@ const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
 const OP_DELETE_PREFIX: u8 = 3;
 
-const VERSION: u8 = 1;
+/// One record as bytes, for an op's value or key.
+fn bytes_of(encode: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(&mut out);
+    out
+}
 
 /// Storage for the in-memory default: durable state lives as long as the broker object.
 pub struct NoStorage;
@@ -154,7 +155,7 @@ enum Part<'a> {
 
 impl Storage for JournalStorage {
     fn save_exchange(&mut self, vhost: &str, record: &ExchangeRecord) {
-        let value = encode_exchange(vhost, record);
+        let value = bytes_of(|o| encode_exchange(o, vhost, record));
         let key = [Part::Str(vhost), Part::Str(&record.name)];
         self.emit(OP_PUT, STORE_EXCHANGES, &key, Some(&value));
     }
@@ -165,7 +166,7 @@ impl Storage for JournalStorage {
     }
 
     fn save_queue(&mut self, record: &QueueRecord) {
-        let value = encode_queue(record);
+        let value = bytes_of(|o| encode_queue(o, record));
         let key = [Part::Str(&record.vhost), Part::Str(&record.name)];
         self.emit(OP_PUT, STORE_QUEUES, &key, Some(&value));
     }
@@ -178,19 +179,19 @@ impl Storage for JournalStorage {
     }
 
     fn save_binding(&mut self, vhost: &str, record: &BindingRecord) {
-        let value = encode_binding(vhost, record);
+        let value = bytes_of(|o| encode_binding(o, vhost, record));
         let key = [Part::Str(vhost), Part::Blob(&value)];
         self.emit(OP_PUT, STORE_BINDINGS, &key, Some(&value));
     }
 
     fn delete_binding(&mut self, vhost: &str, record: &BindingRecord) {
-        let value = encode_binding(vhost, record);
+        let value = bytes_of(|o| encode_binding(o, vhost, record));
         let key = [Part::Str(vhost), Part::Blob(&value)];
         self.emit(OP_DELETE, STORE_BINDINGS, &key, None);
     }
 
     fn save_message(&mut self, vhost: &str, queue: &str, record: &MessageRecord) {
-        let value = encode_message(vhost, queue, record);
+        let value = bytes_of(|o| encode_message(o, vhost, queue, record));
         let key = [Part::Str(vhost), Part::Str(queue), Part::Num(record.id)];
         self.emit(OP_PUT, STORE_MESSAGES, &key, Some(&value));
     }
@@ -202,7 +203,7 @@ impl Storage for JournalStorage {
     }
 
     fn mark_delivered(&mut self, vhost: &str, queue: &str, id: u64) {
-        let value = encode_delivered(vhost, queue, id);
+        let value = bytes_of(|o| encode_delivered(o, vhost, queue, id));
         let key = [Part::Str(vhost), Part::Str(queue), Part::Num(id)];
         self.emit(OP_PUT, STORE_DELIVERED, &key, Some(&value));
     }
@@ -212,217 +213,34 @@ impl Storage for JournalStorage {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let len = s.len().min(usize::from(u16::MAX));
-    out.extend_from_slice(&(len as u16).to_le_bytes());
-    out.extend_from_slice(&s.as_bytes()[..len]);
-}
-
-fn put_blob(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-    out.extend_from_slice(b);
-}
-
-fn kind_code(kind: ExchangeKind) -> u8 {
-    match kind {
-        ExchangeKind::Direct => 0,
-        ExchangeKind::Fanout => 1,
-        ExchangeKind::Topic => 2,
-        ExchangeKind::Headers => 3,
-    }
-}
-
-pub fn encode_exchange(vhost: &str, r: &ExchangeRecord) -> Vec<u8> {
-    let mut out = alloc::vec![VERSION];
-    put_str(&mut out, vhost);
-    put_str(&mut out, &r.name);
-    out.push(kind_code(r.kind));
-    out.push(u8::from(r.auto_delete));
-    out.push(u8::from(r.internal));
-    r.arguments.encode(&mut out);
-    out
-}
-
-pub fn encode_queue(r: &QueueRecord) -> Vec<u8> {
-    let mut out = alloc::vec![VERSION];
-    put_str(&mut out, &r.vhost);
-    put_str(&mut out, &r.name);
-    out.push(u8::from(r.auto_delete));
-    r.arguments.encode(&mut out);
-    out
-}
-
-pub fn encode_binding(vhost: &str, r: &BindingRecord) -> Vec<u8> {
-    let mut out = alloc::vec![VERSION];
-    put_str(&mut out, vhost);
-    put_str(&mut out, &r.source);
-    put_str(&mut out, &r.destination);
-    out.push(u8::from(r.destination_is_exchange));
-    put_str(&mut out, &r.routing_key);
-    r.arguments.encode(&mut out);
-    out
-}
-
-pub fn encode_message(vhost: &str, queue: &str, r: &MessageRecord) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + r.properties.len() + r.body.len());
-    out.push(VERSION);
-    put_str(&mut out, vhost);
-    put_str(&mut out, queue);
-    out.extend_from_slice(&r.id.to_le_bytes());
-    put_str(&mut out, &r.exchange);
-    put_str(&mut out, &r.routing_key);
-    put_blob(&mut out, &r.properties);
-    put_blob(&mut out, &r.body);
-    out
-}
-
-pub fn encode_delivered(vhost: &str, queue: &str, id: u64) -> Vec<u8> {
-    let mut out = alloc::vec![VERSION];
-    put_str(&mut out, vhost);
-    put_str(&mut out, queue);
-    out.extend_from_slice(&id.to_le_bytes());
-    out
-}
-
-/// Reads records; every read is bounds-checked, so bad data is an error, never a panic.
-struct Cursor<'a> {
-    data: &'a [u8],
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.data.len() < n {
-            return None;
-        }
-        let (head, rest) = self.data.split_at(n);
-        self.data = rest;
-        Some(head)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn flag(&mut self) -> Option<bool> {
-        self.u8().map(|b| b != 0)
-    }
-    fn u64(&mut self) -> Option<u64> {
-        let b = self.take(8)?;
-        Some(u64::from_le_bytes(b.try_into().ok()?))
-    }
-    fn str(&mut self) -> Option<ShortStr> {
-        let n = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
-        let s = core::str::from_utf8(self.take(usize::from(n))?).ok()?;
-        Some(ShortStr::from(s))
-    }
-    fn blob(&mut self) -> Option<Bytes> {
-        let n = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
-        Some(Bytes::copy_from_slice(self.take(n as usize)?))
-    }
-    fn table(&mut self) -> Option<FieldTable> {
-        let n = u32::from_be_bytes(self.data.get(..4)?.try_into().ok()?);
-        let raw = self.take(4 + n as usize)?;
-        FieldTable::decode(raw).ok()
-    }
-    fn version(&mut self) -> Option<()> {
-        (self.u8()? == VERSION).then_some(())
-    }
-}
-
-fn decode_exchange(c: &mut Cursor) -> Option<(ShortStr, ExchangeRecord)> {
-    c.version()?;
-    let vhost = c.str()?;
-    let name = c.str()?;
-    let kind = match c.u8()? {
-        0 => ExchangeKind::Direct,
-        1 => ExchangeKind::Fanout,
-        2 => ExchangeKind::Topic,
-        3 => ExchangeKind::Headers,
-        _ => return None,
-    };
-    let auto_delete = c.flag()?;
-    let internal = c.flag()?;
-    let arguments = c.table()?;
-    let record = ExchangeRecord {
-        name,
-        kind,
-        auto_delete,
-        internal,
-        arguments,
-    };
-    Some((vhost, record))
-}
-
-fn decode_queue(c: &mut Cursor) -> Option<QueueRecord> {
-    c.version()?;
-    Some(QueueRecord {
-        vhost: c.str()?,
-        name: c.str()?,
-        auto_delete: c.flag()?,
-        arguments: c.table()?,
-    })
-}
-
-fn decode_binding(c: &mut Cursor) -> Option<(ShortStr, BindingRecord)> {
-    c.version()?;
-    let vhost = c.str()?;
-    let record = BindingRecord {
-        source: c.str()?,
-        destination: c.str()?,
-        destination_is_exchange: c.flag()?,
-        routing_key: c.str()?,
-        arguments: c.table()?,
-    };
-    Some((vhost, record))
-}
-
-fn decode_message(c: &mut Cursor) -> Option<(ShortStr, ShortStr, MessageRecord)> {
-    c.version()?;
-    let vhost = c.str()?;
-    let queue = c.str()?;
-    let record = MessageRecord {
-        id: c.u64()?,
-        exchange: c.str()?,
-        routing_key: c.str()?,
-        properties: c.blob()?,
-        body: c.blob()?,
-        delivered: false,
-    };
-    Some((vhost, queue, record))
-}
-
-fn decode_delivered(c: &mut Cursor) -> Option<(ShortStr, ShortStr, u64)> {
-    c.version()?;
-    Some((c.str()?, c.str()?, c.u64()?))
-}
-
 /// Decodes the load format; returns what it could read and how many records it skipped.
 pub fn decode_loaded(data: &[u8]) -> (Recovered, u32) {
     let mut out = Recovered::default();
     let mut errors = 0;
     let mut delivered = BTreeSet::new();
-    let mut c = Cursor { data };
-    while !c.data.is_empty() {
-        let (Some(store), Some(value)) = (c.u8(), c.blob()) else {
+    let mut c = Reader::new(data);
+    while !c.is_empty() {
+        let (Ok(store), Ok(value)) = (c.u8(), c.blob()) else {
             // The framing itself is broken: nothing after this point can be trusted.
             errors += 1;
             break;
         };
-        let mut r = Cursor { data: &value };
         let ok = match store {
-            STORE_EXCHANGES => decode_exchange(&mut r).map(|e| out.exchanges.push(e)),
-            STORE_QUEUES => decode_queue(&mut r).map(|q| out.queues.push(q)),
-            STORE_BINDINGS => decode_binding(&mut r).map(|b| out.bindings.push(b)),
+            STORE_EXCHANGES => decode_exchange(&value).map(|e| out.exchanges.push(e)),
+            STORE_QUEUES => decode_queue(&value).map(|q| out.queues.push(q)),
+            STORE_BINDINGS => decode_binding(&value).map(|b| out.bindings.push(b)),
             STORE_MESSAGES => {
-                decode_message(&mut r).map(|(v, q, m)| match out.messages.last_mut() {
+                decode_message(&value).map(|(v, q, m)| match out.messages.last_mut() {
                     Some((lv, lq, list)) if *lv == v && *lq == q => list.push(m),
                     _ => out.messages.push((v, q, alloc::vec![m])),
                 })
             }
-            STORE_DELIVERED => decode_delivered(&mut r).map(|d| {
+            STORE_DELIVERED => decode_delivered(&value).map(|d| {
                 delivered.insert(d);
             }),
-            _ => None,
+            _ => Err(BadRecord),
         };
-        if ok.is_none() {
+        if ok.is_err() {
             errors += 1;
         }
     }
@@ -473,18 +291,18 @@ pub enum KeyPart {
 
 /// Decodes a journal (the op format); `None` if it is malformed.
 pub fn decode_ops(data: &[u8]) -> Option<Vec<Op>> {
-    let mut c = Cursor { data };
+    let mut c = Reader::new(data);
     let mut ops = Vec::new();
-    while !c.data.is_empty() {
-        let kind = c.u8()?;
-        let store = c.u8()?;
-        let n = c.u8()?;
+    while !c.is_empty() {
+        let kind = c.u8().ok()?;
+        let store = c.u8().ok()?;
+        let n = c.u8().ok()?;
         let mut key = Vec::new();
         for _ in 0..n {
-            key.push(match c.u8()? {
-                1 => KeyPart::Str(String::from(c.str()?.as_str())),
-                2 => KeyPart::Num(f64::from_le_bytes(c.take(8)?.try_into().ok()?)),
-                3 => KeyPart::Blob(c.blob()?.to_vec()),
+            key.push(match c.u8().ok()? {
+                1 => KeyPart::Str(String::from(c.str().ok()?.as_str())),
+                2 => KeyPart::Num(c.f64().ok()?),
+                3 => KeyPart::Blob(c.blob().ok()?.to_vec()),
                 _ => return None,
             });
         }
@@ -492,7 +310,7 @@ pub fn decode_ops(data: &[u8]) -> Option<Vec<Op>> {
             OP_PUT => Op::Put {
                 store,
                 key,
-                value: c.blob()?.to_vec(),
+                value: c.blob().ok()?.to_vec(),
             },
             OP_DELETE => Op::Delete { store, key },
             OP_DELETE_PREFIX => Op::DeletePrefix { store, key },

@@ -16,7 +16,6 @@ use crate::codec::{
 };
 use crate::connection_fault;
 use crate::reply::Fault;
-use crate::storage::{BindingRecord, ExchangeRecord, QueueRecord};
 
 /// Queue arguments RabbitMQ compares on redeclare; others are ignored.
 const EQUIVALENCE_ARGS: &[&str] = &[
@@ -214,7 +213,7 @@ impl Broker {
                     m.arguments.clone(),
                 );
                 if ex.durable {
-                    self.storage.save_exchange(&vhost, &ExchangeRecord::of(&ex));
+                    self.storage.save_exchange(&vhost, &ex.record());
                 }
                 v.exchanges.insert(name, ex);
             }
@@ -270,7 +269,7 @@ impl Broker {
             self.storage.delete_exchange(vhost, name);
             for b in ex.bindings() {
                 self.storage
-                    .delete_binding(vhost, &BindingRecord::of(name, b, &self.queues));
+                    .delete_binding(vhost, &b.record(name, &self.queues));
             }
         }
         self.unbind_everywhere(vhost, &Destination::Exchange(name.clone()));
@@ -296,7 +295,7 @@ impl Broker {
             if ex.durable {
                 for b in &before {
                     self.storage
-                        .delete_binding(vhost, &BindingRecord::of(&ex.name, b, &self.queues));
+                        .delete_binding(vhost, &b.record(&ex.name, &self.queues));
                 }
             }
             if ex.auto_delete && !ex.has_bindings() {
@@ -374,7 +373,7 @@ impl Broker {
 
     fn add_binding(&mut self, vhost: &ShortStr, source: &ShortStr, binding: Binding) {
         let durable = self.binding_is_durable(vhost, source, &binding.destination);
-        let record = durable.then(|| BindingRecord::of(source, &binding, &self.queues));
+        let record = durable.then(|| binding.record(source, &self.queues));
         let Some(ex) = self
             .vhosts
             .get_mut(vhost)
@@ -390,7 +389,7 @@ impl Broker {
     }
 
     fn remove_binding(&mut self, vhost: &ShortStr, source: &ShortStr, binding: &Binding) {
-        let record = BindingRecord::of(source, binding, &self.queues);
+        let record = binding.record(source, &self.queues);
         let Some(ex) = self
             .vhosts
             .get_mut(vhost)
@@ -534,7 +533,7 @@ impl Broker {
                     self.timed.insert(id);
                 }
                 if q.durable && !m.exclusive {
-                    self.storage.save_queue(&QueueRecord::of(&q));
+                    self.storage.save_queue(&q.record());
                 }
                 self.queues.insert(id, q);
                 self.vhosts

@@ -7,35 +7,8 @@ use super::queue::QueueId;
 use super::topic::TopicTrie;
 use super::Map;
 use crate::codec::{FieldTable, ShortStr};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExchangeKind {
-    Direct,
-    Fanout,
-    Topic,
-    Headers,
-}
-
-impl ExchangeKind {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "direct" => Some(Self::Direct),
-            "fanout" => Some(Self::Fanout),
-            "topic" => Some(Self::Topic),
-            "headers" => Some(Self::Headers),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Direct => "direct",
-            Self::Fanout => "fanout",
-            Self::Topic => "topic",
-            Self::Headers => "headers",
-        }
-    }
-}
+pub use crate::exchange_kind::ExchangeKind;
+use crate::storage::{BindingRecord, ExchangeRecord};
 
 /// Where a binding leads: a queue, or another exchange (exchange-to-exchange binding).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,6 +22,26 @@ pub struct Binding {
     pub destination: Destination,
     pub routing_key: ShortStr,
     pub arguments: FieldTable,
+}
+
+impl Binding {
+    /// What storage keeps of this binding from `source`: its ends by name.
+    pub(crate) fn record(&self, source: &ShortStr, queues: &super::QueueMap) -> BindingRecord {
+        let (destination, destination_is_exchange) = match &self.destination {
+            Destination::Exchange(name) => (name.clone(), true),
+            Destination::Queue(id) => (
+                queues.get(id).map(|q| q.name.clone()).unwrap_or_default(),
+                false,
+            ),
+        };
+        BindingRecord {
+            source: source.clone(),
+            destination,
+            destination_is_exchange,
+            routing_key: self.routing_key.clone(),
+            arguments: self.arguments.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -68,6 +61,17 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// What storage keeps of this exchange.
+    pub fn record(&self) -> ExchangeRecord {
+        ExchangeRecord {
+            name: self.name.clone(),
+            kind: self.kind,
+            auto_delete: self.auto_delete,
+            internal: self.internal,
+            arguments: self.arguments.clone(),
+        }
+    }
+
     pub fn new(
         name: ShortStr,
         kind: ExchangeKind,

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use super::ready::Ready;
 use super::{ConnId, Message};
 use crate::codec::{FieldTable, FieldValue, ShortStr};
+use crate::storage::QueueRecord;
 
 /// Identifies a queue for the broker's lifetime (names can be reused after a delete).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -138,6 +139,16 @@ pub struct Queue {
 }
 
 impl Queue {
+    /// What storage keeps of this (durable) queue.
+    pub fn record(&self) -> QueueRecord {
+        QueueRecord {
+            vhost: self.vhost.clone(),
+            name: self.name.clone(),
+            auto_delete: self.auto_delete,
+            arguments: self.arguments.clone(),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: QueueId,

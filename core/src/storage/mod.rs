@@ -1,100 +1,22 @@
 //! Storage: where durable entities and persistent messages go so they outlive the process.
 //!
 //! The broker calls a [`Storage`] on every change to durable state and asks it once, at start,
-//! for what it holds ([`Storage::load`]). [`MemoryStorage`] keeps everything in memory (the
-//! browser, tests); the native server's disk storage implements the same trait.
+//! for what it holds ([`Storage::load`]). [`MemoryStorage`] keeps everything in memory (tests);
+//! the browser's journal and the native server's disk store implement the same trait, and
+//! write the records ([`ExchangeRecord`], …) as bytes with one codec ([`codec`]).
+//!
+//! This module knows nothing of the broker: the broker builds records from its entities.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use bytes::Bytes;
+use crate::codec::ShortStr;
 
-use crate::broker::{Binding, Destination, Exchange, ExchangeKind, Queue, QueueMap};
-use crate::codec::{FieldTable, ShortStr};
+pub mod codec;
+mod records;
 
-/// A durable exchange as stored.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ExchangeRecord {
-    pub name: ShortStr,
-    pub kind: ExchangeKind,
-    pub auto_delete: bool,
-    pub internal: bool,
-    pub arguments: FieldTable,
-}
-
-impl ExchangeRecord {
-    pub fn of(ex: &Exchange) -> Self {
-        ExchangeRecord {
-            name: ex.name.clone(),
-            kind: ex.kind,
-            auto_delete: ex.auto_delete,
-            internal: ex.internal,
-            arguments: ex.arguments.clone(),
-        }
-    }
-}
-
-/// A durable queue as stored.
-#[derive(Clone, Debug, PartialEq)]
-pub struct QueueRecord {
-    pub vhost: ShortStr,
-    pub name: ShortStr,
-    pub auto_delete: bool,
-    pub arguments: FieldTable,
-}
-
-impl QueueRecord {
-    pub fn of(q: &Queue) -> Self {
-        QueueRecord {
-            vhost: q.vhost.clone(),
-            name: q.name.clone(),
-            auto_delete: q.auto_delete,
-            arguments: q.arguments.clone(),
-        }
-    }
-}
-
-/// A binding between durable ends, named by the ends' names.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BindingRecord {
-    pub source: ShortStr,
-    pub destination: ShortStr,
-    pub destination_is_exchange: bool,
-    pub routing_key: ShortStr,
-    pub arguments: FieldTable,
-}
-
-impl BindingRecord {
-    pub(crate) fn of(source: &ShortStr, b: &Binding, queues: &QueueMap) -> Self {
-        let (destination, destination_is_exchange) = match &b.destination {
-            Destination::Exchange(name) => (name.clone(), true),
-            Destination::Queue(id) => (
-                queues.get(id).map(|q| q.name.clone()).unwrap_or_default(),
-                false,
-            ),
-        };
-        BindingRecord {
-            source: source.clone(),
-            destination,
-            destination_is_exchange,
-            routing_key: b.routing_key.clone(),
-            arguments: b.arguments.clone(),
-        }
-    }
-}
-
-/// A persistent message in a durable queue, as stored.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MessageRecord {
-    pub id: u64,
-    pub exchange: ShortStr,
-    pub routing_key: ShortStr,
-    pub properties: Bytes,
-    pub body: Bytes,
-    /// It was delivered (and not acked) at least once: it comes back redelivered.
-    pub delivered: bool,
-}
+pub use records::{BindingRecord, ExchangeRecord, MessageRecord, QueueRecord};
 
 /// Everything a storage holds, per vhost, handed to the broker at start.
 #[derive(Clone, Debug, Default)]

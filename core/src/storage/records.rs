@@ -1,0 +1,48 @@
+//! What storage holds: durable exchanges, queues and bindings, and persistent messages, named
+//! by name (never by the broker's in-memory ids), so a new broker can rebuild itself from them.
+
+use bytes::Bytes;
+
+use crate::codec::{FieldTable, ShortStr};
+use crate::exchange_kind::ExchangeKind;
+
+/// A durable exchange as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExchangeRecord {
+    pub name: ShortStr,
+    pub kind: ExchangeKind,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+/// A durable queue as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueRecord {
+    pub vhost: ShortStr,
+    pub name: ShortStr,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+/// A binding between durable ends, named by the ends' names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BindingRecord {
+    pub source: ShortStr,
+    pub destination: ShortStr,
+    pub destination_is_exchange: bool,
+    pub routing_key: ShortStr,
+    pub arguments: FieldTable,
+}
+
+/// A persistent message in a durable queue, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessageRecord {
+    pub id: u64,
+    pub exchange: ShortStr,
+    pub routing_key: ShortStr,
+    pub properties: Bytes,
+    pub body: Bytes,
+    /// It was delivered (and not acked) at least once: it comes back redelivered.
+    pub delivered: bool,
+}
