@@ -27,7 +27,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::auth::Authenticator;
-use crate::codec::{BasicPublish, FieldTable, Method, ShortStr};
+use crate::codec::{BasicPublish, ConnectionOpen, FieldTable, Method, ShortStr};
 use crate::connection_fault;
 pub(crate) use crate::message::Message;
 use crate::reply::{Fault, Scope};
@@ -331,8 +331,8 @@ impl Broker {
             return;
         };
         if !self.vhosts.contains_key(&vhost) {
-            let fault =
-                connection_fault!(NOT_ALLOWED, "vhost {} not found", vhost).caused_by(10, 40);
+            let fault = connection_fault!(NOT_ALLOWED, "vhost {} not found", vhost)
+                .caused_by(ConnectionOpen::CLASS_ID, ConnectionOpen::METHOD_ID);
             self.raise(conn, 0, fault);
             return;
         }
@@ -343,7 +343,7 @@ impl Broker {
                 vhost,
                 c.username
             )
-            .caused_by(10, 40);
+            .caused_by(ConnectionOpen::CLASS_ID, ConnectionOpen::METHOD_ID);
             self.raise(conn, 0, fault);
             return;
         }

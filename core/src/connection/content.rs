@@ -1,0 +1,216 @@
+//! Content assembly: a `basic.publish` method frame, its content header, then body frames
+//! until the header's size, become one `Command::Publish` (a lone body frame is kept as a
+//! slice of the read buffer, never copied).
+
+use bytes::{Bytes, BytesMut};
+
+use super::channels::ChannelState;
+use super::{Connection, State};
+use crate::codec::{
+    encode_method_frame, BasicAck, BasicNack, BasicPublish, BasicReject, ConnectionBlocked,
+    ContentHeader,
+};
+use crate::message::Message;
+use crate::reply::Fault;
+use crate::vocab::{Command, PublishFlags};
+use crate::{channel_fault, connection_fault};
+
+/// A publish waiting for its content header and body frames.
+pub(super) struct PendingContent {
+    publish: BasicPublish,
+    header: Option<ContentHeader>,
+    body: BytesMut,
+    /// A lone body frame kept as-is, so single-frame messages are never copied.
+    single: Option<Bytes>,
+    received: u64,
+}
+
+impl PendingContent {
+    /// Content for `publish`, waiting for its header.
+    pub(super) fn new(publish: BasicPublish) -> Self {
+        PendingContent {
+            publish,
+            header: None,
+            body: BytesMut::new(),
+            single: None,
+            received: 0,
+        }
+    }
+}
+
+impl Connection {
+    pub(super) fn handle_header(&mut self, channel: u16, payload: Bytes) -> Result<(), Fault> {
+        if self.state == State::Closing {
+            return Ok(());
+        }
+        let max = self.config.max_message_size;
+        let Some(ch) = self.open_channel(channel) else {
+            return Err(connection_fault!(
+                UNEXPECTED_FRAME,
+                "expected method frame, got non method frame instead"
+            ));
+        };
+        if ch.state != ChannelState::Open {
+            return Ok(());
+        }
+        let Some(pending) = ch.content.as_mut().filter(|p| p.header.is_none()) else {
+            return Err(connection_fault!(
+                UNEXPECTED_FRAME,
+                "expected method frame, got non method frame instead"
+            ));
+        };
+        let header = ContentHeader::decode(payload).map_err(|e| {
+            Fault::connection(crate::reply::ReplyCode(e.reply_code()), format_args!("{e}"))
+        })?;
+        if header.class_id != BasicPublish::CLASS_ID {
+            return Err(connection_fault!(
+                FRAME_ERROR,
+                "content header for class {} on a basic.publish",
+                header.class_id
+            ));
+        }
+        if header.body_size > max {
+            let size = header.body_size;
+            // A channel error: the channel closes and its body frames are dropped.
+            let fault = channel_fault!(
+                PRECONDITION_FAILED,
+                "message size {size} is larger than configured max size {max}"
+            )
+            .caused_by(BasicPublish::CLASS_ID, BasicPublish::METHOD_ID);
+            self.send_channel_close(channel, &fault);
+            // The broker must also forget the channel (requeue its unacked messages).
+            self.commands.push_back(Command::ChannelGone { channel });
+            return Ok(());
+        }
+        let body_size = header.body_size;
+        pending.header = Some(header);
+        if body_size == 0 {
+            self.complete_publish(channel);
+        }
+        Ok(())
+    }
+
+    pub(super) fn handle_body(&mut self, channel: u16, payload: Bytes) -> Result<(), Fault> {
+        if self.state == State::Closing {
+            return Ok(());
+        }
+        let Some(ch) = self.open_channel(channel) else {
+            return Err(connection_fault!(
+                UNEXPECTED_FRAME,
+                "expected method frame, got non method frame instead"
+            ));
+        };
+        if ch.state != ChannelState::Open {
+            return Ok(());
+        }
+        let Some((pending, size)) = ch
+            .content
+            .as_mut()
+            .and_then(|p| p.header.as_ref().map(|h| h.body_size).map(|s| (p, s)))
+        else {
+            return Err(connection_fault!(
+                UNEXPECTED_FRAME,
+                "expected method frame, got non method frame instead"
+            ));
+        };
+        let len = payload.len() as u64;
+        if pending.received + len > size {
+            return Err(connection_fault!(
+                FRAME_ERROR,
+                "content body is {} bytes longer than its header said",
+                pending.received + len - size
+            ));
+        }
+        if pending.received == 0 && len == size {
+            pending.single = Some(payload);
+        } else {
+            if pending.body.is_empty() {
+                // Sized by the header, which is at most max_message_size.
+                pending.body.reserve(size as usize);
+            }
+            pending.body.extend_from_slice(&payload);
+        }
+        pending.received += len;
+        if pending.received == size {
+            self.complete_publish(channel);
+        }
+        Ok(())
+    }
+
+    fn complete_publish(&mut self, channel: u16) {
+        let Some(ch) = self.open_channel(channel) else {
+            return;
+        };
+        let Some(pending) = ch.content.take() else {
+            return;
+        };
+        let Some(header) = pending.header else {
+            return;
+        };
+        let body = match pending.single {
+            Some(b) => b,
+            None => pending.body.freeze(),
+        };
+        let PendingContent { publish, .. } = pending;
+        self.commands.push_back(Command::Publish {
+            channel,
+            flags: PublishFlags {
+                mandatory: publish.mandatory,
+                immediate: publish.immediate,
+            },
+            message: Message::new(
+                publish.exchange,
+                publish.routing_key,
+                header.properties,
+                body,
+            ),
+        });
+        if let Some(reason) = self.alarm.clone() {
+            if !self.blocked {
+                self.blocked = true;
+                if self.capabilities.connection_blocked {
+                    let blocked = ConnectionBlocked { reason };
+                    encode_method_frame(&mut self.output, 0, &blocked.into());
+                }
+            }
+        }
+    }
+}
+
+/// `basic.publish`, `basic.ack`, `basic.reject` and `basic.nack`: the per-message methods,
+/// decoded in place in the read buffer (see `handle_frame`).
+pub(super) fn is_hot_method(payload: &[u8]) -> bool {
+    const HOT: [u16; 4] = [
+        BasicPublish::METHOD_ID,
+        BasicAck::METHOD_ID,
+        BasicReject::METHOD_ID,
+        BasicNack::METHOD_ID,
+    ];
+    match payload {
+        [c0, c1, m0, m1, ..] if u16::from_be_bytes([*c0, *c1]) == BasicPublish::CLASS_ID => {
+            HOT.contains(&u16::from_be_bytes([*m0, *m1]))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{BasicConsume, Method, QueueDeclare};
+    use alloc::vec::Vec;
+
+    #[test]
+    fn only_per_message_methods_are_decoded_in_place() {
+        let payload = |m: Method| {
+            let mut out = Vec::new();
+            m.encode(&mut out);
+            out
+        };
+        assert!(is_hot_method(&payload(BasicPublish::default().into())));
+        assert!(is_hot_method(&payload(BasicAck::default().into())));
+        assert!(!is_hot_method(&payload(QueueDeclare::default().into())));
+        assert!(!is_hot_method(&payload(BasicConsume::default().into())));
+        assert!(!is_hot_method(&[0, 60]));
+    }
+}
