@@ -31,19 +31,20 @@ use crate::broker::Broker;
 use crate::connection::{Connection, ConnectionConfig};
 use crate::vocab::{Command, ConnId, Event};
 
-/// Sees what the pump carries, in the order it carries it.
+/// Sees what the pump carries, in the order it carries it: a round's commands, then the
+/// events they caused (each event before its connection takes it), then the end of the round.
+/// A round without commands carries events the broker emitted on its own (timers, alarms).
 pub trait Observer {
     /// `command` from `conn` is about to go to the broker.
-    fn on_command(&mut self, conn: ConnId, command: &Command);
-    /// The broker emitted `event` for `conn` (after the command or timer that caused it).
-    fn on_event(&mut self, conn: ConnId, event: &Event);
+    fn on_command(&mut self, _conn: ConnId, _command: &Command) {}
+    /// The broker emitted `event` for `conn`.
+    fn on_event(&mut self, _conn: ConnId, _event: &Event) {}
+    /// Every event of the round was seen; `broker` is as the round left it.
+    fn on_round(&mut self, _broker: &Broker) {}
 }
 
 /// The observer of a pump nobody watches.
-impl Observer for () {
-    fn on_command(&mut self, _: ConnId, _: &Command) {}
-    fn on_event(&mut self, _: ConnId, _: &Event) {}
-}
+impl Observer for () {}
 
 struct Slot {
     conn: Connection,
@@ -100,6 +101,11 @@ impl<O: Observer> Pump<O> {
         &mut self.observer
     }
 
+    /// The observer, to change, beside the broker, to read.
+    pub fn observer_and_broker(&mut self) -> (&mut O, &Broker) {
+        (&mut self.observer, &self.broker)
+    }
+
     pub fn broker(&self) -> &Broker {
         &self.broker
     }
@@ -113,6 +119,11 @@ impl<O: Observer> Pump<O> {
     /// The broker back, with its storage (a restart rebuilds one over it).
     pub fn into_broker(self) -> Broker {
         self.broker
+    }
+
+    /// The broker and the observer back (a restart rebuilds a pump over both).
+    pub fn into_parts(self) -> (Broker, O) {
+        (self.broker, self.observer)
     }
 
     /// Opens a connection with the pump's configuration; the peer speaks first.
@@ -258,35 +269,47 @@ impl<O: Observer> Pump<O> {
         self.now_ms = self.now_ms.max(now_ms);
     }
 
-    /// Moves commands into the broker and events back out until both sides are quiet: each
-    /// touched connection's commands go in, in order, and the events they cause go to their
-    /// connections before the next connection's commands (which may then include answers
-    /// to those events, such as credit).
+    /// Moves commands into the broker and events back out until both sides are quiet, in
+    /// rounds as the native hub takes them: every touched connection's commands, in the order
+    /// the connections were touched, then the events they caused to their connections (which
+    /// may answer them in the next round: credit, a close).
     fn pump(&mut self) {
         let now = self.now_ms;
-        self.route_events();
-        while let Some(id) = self.touched.pop_front() {
-            self.queued.remove(&id);
-            let Some(slot) = self.conns.get_mut(&id) else {
-                continue;
-            };
-            while let Some(command) = slot.conn.poll_command() {
-                self.observer.on_command(id, &command);
-                self.broker.handle(now, id, command);
+        if self.route_events() {
+            self.observer.on_round(&self.broker);
+        }
+        while !self.touched.is_empty() {
+            let round: Vec<ConnId> = self.touched.drain(..).collect();
+            self.queued.clear();
+            let mut commands = false;
+            for id in round {
+                let Some(slot) = self.conns.get_mut(&id) else {
+                    continue;
+                };
+                while let Some(command) = slot.conn.poll_command() {
+                    self.observer.on_command(id, &command);
+                    self.broker.handle(now, id, command);
+                    commands = true;
+                }
+                let newly_closed = slot.conn.is_closed() && !slot.closed_listed;
+                if newly_closed || !slot.conn.output().is_empty() {
+                    slot.closed_listed |= newly_closed;
+                    self.ready.insert(id);
+                }
             }
-            let newly_closed = slot.conn.is_closed() && !slot.closed_listed;
-            if newly_closed || !slot.conn.output().is_empty() {
-                slot.closed_listed |= newly_closed;
-                self.ready.insert(id);
+            if self.route_events() || commands {
+                self.observer.on_round(&self.broker);
             }
-            self.route_events();
         }
     }
 
-    /// Hands every broker event to its connection (events for a forgotten one are dropped).
-    fn route_events(&mut self) {
+    /// Hands every broker event to its connection (events for a forgotten one are dropped);
+    /// true if there were any.
+    fn route_events(&mut self) -> bool {
         let now = self.now_ms;
+        let mut any = false;
         while let Some((to, event)) = self.broker.poll_event() {
+            any = true;
             self.observer.on_event(to, &event);
             if let Some(Slot { conn, .. }) = self.conns.get_mut(&to) {
                 conn.handle_event(event, now);
@@ -295,5 +318,6 @@ impl<O: Observer> Pump<O> {
                 }
             }
         }
+        any
     }
 }

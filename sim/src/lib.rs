@@ -1,10 +1,11 @@
 //! warren-sim: deterministic simulation of the whole Warren broker.
 //!
 //! Many simulated clients speak real AMQP 0-9-1 bytes (encoded with the core's own codec) to
-//! an unchanged [`warren_core::Broker`] through [`warren_core::Connection`]s, driven exactly as
-//! the TCP and WebSocket adapters drive them, over links that split, batch and delay bytes,
-//! with clients that stall and die, on virtual time. A reference model of RabbitMQ's
-//! semantics ([`model`]) checks every command's outcome and every event.
+//! an unchanged [`warren_core::Broker`] and its [`warren_core::Connection`]s, run by the core's
+//! own [`warren_core::Pump`] as the wasm engine runs them, over links that split, batch and
+//! delay bytes, with clients that stall and die, on virtual time. A reference model of
+//! RabbitMQ's semantics ([`model`]) watches the pump ([`oracle`]) and checks every command's
+//! outcome and every event.
 //!
 //! Everything is a function of the seed: the program ([`program::generate`]), the network
 //! and the broker's own name generator. The same seed gives the same run, byte for byte
@@ -19,6 +20,7 @@
 
 pub mod client;
 pub mod model;
+pub mod oracle;
 pub mod program;
 pub mod rng;
 pub mod world;

@@ -1,7 +1,7 @@
-//! The simulated world: one [`Broker`], a server [`Connection`] per live client connection,
-//! the clients, the links between them, and virtual time — driven exactly as the TCP and
-//! WebSocket adapters drive the core (bytes in, drain commands into the broker, events back
-//! into the connections, bytes out), but in one thread, with a seeded network.
+//! The simulated world: the core's [`Pump`] (one broker and a server connection per live
+//! client connection, exactly as the wasm engine runs them), the clients, the links between
+//! them, and virtual time, with a seeded network. The oracle watches the pump as its
+//! [`Observer`](warren_core::pump::Observer) (`crate::oracle`).
 //!
 //! Faults: links hold bytes back, split them at random points and deliver them in batches;
 //! clients stall (neither read nor write); connections are killed abruptly (part of what was
@@ -20,14 +20,13 @@ use warren_core::codec::{
     QueueDeclare, QueueDelete, QueuePurge, QueueUnbind, ShortStr, TxCommit, TxRollback, TxSelect,
     PROTOCOL_HEADER,
 };
-use warren_core::connection::{Connection, ConnectionConfig};
+use warren_core::connection::ConnectionConfig;
 use warren_core::storage::MemoryStorage;
-use warren_core::Command;
-use warren_core::{ConnId, Event};
+use warren_core::{ConnId, Pump};
 
-use crate::client::Expect;
 use crate::client::{ChState, Client, Phase, MAX_CHANNELS};
-use crate::model::{Cmd, Model, Step, Strictness};
+use crate::model::{Model, Strictness};
+use crate::oracle::Oracle;
 use crate::program::{
     exchange_name, exchange_shape, publish_priority, queue_flags, queue_max_priority, How, Op,
     BINDING_KEYS, EXCHANGES, PUBLISH_KEYS, QUEUES,
@@ -237,8 +236,8 @@ impl Pipe {
 }
 
 struct Link {
+    /// The server connection in the pump.
     id: ConnId,
-    server: Connection,
     up: Pipe,
     down: Pipe,
     /// The server connection is closed: once `down` is drained the client sees EOF.
@@ -257,11 +256,8 @@ struct Peer {
 }
 
 pub struct Sim {
-    pub broker: Broker,
-    model: Model,
+    pump: Pump<Oracle>,
     peers: Vec<Peer>,
-    /// Conn id → peer index.
-    owner: Vec<usize>,
     now: u64,
     net: Rng,
     /// Delivery flow control: which connections have a window, when credit comes back. A
@@ -301,11 +297,17 @@ impl Sim {
                 cancel_notify: i % 4 != 3,
             })
             .collect();
+        let config = ConnectionConfig {
+            product: "Warren",
+            version: "sim",
+            // Half the connections get a small window in `connect`; the rest none.
+            delivery_window: None,
+            ..ConnectionConfig::default()
+        };
+        let oracle = Oracle::new(Model::new(opts.strict));
         Sim {
-            broker,
-            model: Model::new(opts.strict),
+            pump: Pump::with_observer(broker, config.clone(), oracle),
             peers,
-            owner: vec![usize::MAX],
             now: 0,
             net: Rng::new(seed ^ 0x6e65_7477_6f72_6b21),
             flow: Rng::new(seed ^ 0x666c_6f77_6374_6c21),
@@ -315,14 +317,36 @@ impl Sim {
             trace: Fnv::default(),
             stats: Stats::default(),
             opts,
-            config: ConnectionConfig {
-                product: "Warren",
-                version: "sim",
-                // Half the connections get a small window in `connect`; the rest none.
-                delivery_window: None,
-                ..ConnectionConfig::default()
-            },
+            config,
         }
+    }
+
+    /// The broker, as the pump holds it.
+    pub fn broker(&self) -> &Broker {
+        self.pump.broker()
+    }
+
+    fn model(&mut self) -> &mut Model {
+        &mut self.pump.observer_mut().model
+    }
+
+    /// After every call into the pump: the oracle's verdict on what it carried, and what
+    /// each client must now receive.
+    fn after_pump(&mut self) -> R {
+        self.stats.core_ops += 1;
+        let oracle = self.pump.observer_mut();
+        oracle.check()?;
+        for (id, expect) in oracle.take_expects() {
+            let Some(expect) = expect else { continue };
+            let live = self
+                .peers
+                .iter_mut()
+                .find(|p| p.link.as_ref().is_some_and(|l| l.id == id));
+            if let Some(peer) = live {
+                peer.client.expected.push_back(expect);
+            }
+        }
+        Ok(())
     }
 
     /// Runs `ops` (each with its index in the original program) and reports.
@@ -355,14 +379,19 @@ impl Sim {
                 });
             }
         }
-        self.stats.delivered = self.model.delivered;
-        self.stats.confirmed = self.model.confirmed;
-        self.stats.errors = self.model.errors;
-        self.stats.published = self.model.published;
-        for (k, v) in &self.model.error_kinds {
+        let oracle = self.pump.observer();
+        self.stats.commands = oracle.commands;
+        self.stats.events = oracle.events;
+        self.stats.core_ops += oracle.commands + oracle.events;
+        let model = &oracle.model;
+        self.stats.delivered = model.delivered;
+        self.stats.confirmed = model.confirmed;
+        self.stats.errors = model.errors;
+        self.stats.published = model.published;
+        for (k, v) in &model.error_kinds {
             eprintln!("{v:8} {k}");
         }
-        self.stats.routed = self.model.routed;
+        self.stats.routed = model.routed;
         Outcome {
             trace: self.trace.0,
             stats: self.stats,
@@ -442,7 +471,8 @@ impl Sim {
         }
         let n = link.up.len();
         let n = if link.server_done { 0 } else { n };
-        let wants = link.server.wants_input();
+        let id = link.id;
+        let wants = self.pump.connection(id).is_some_and(|c| c.wants_input());
         let n = if wants { self.portion(n, full) } else { 0 };
         let link = self.peers[p].link.as_mut().expect("checked");
         if n > 0 {
@@ -450,12 +480,11 @@ impl Sim {
             self.trace.write_u64(p as u64 * 2);
             self.trace.write(bytes);
             self.stats.bytes += n as u64;
-            self.stats.core_ops += 1;
-            link.server.handle_input(bytes, now);
             link.last_in_ms = now;
+            self.pump.handle_input(id, bytes, now);
+            self.after_pump()?;
             moved = true;
         }
-        self.hub()?;
         moved |= self.flush_server(p);
         let stalled = self.peers[p].client.stalled;
         let down = self.peers[p].link.as_ref().map_or(0, |l| l.down.len());
@@ -473,7 +502,9 @@ impl Sim {
                 .map_err(|e| format!("client {p}: {e}"))?;
             // The adapter's part in flow control, as every host plays it: report what the
             // peer took as written; the connection decides when that returns credit.
-            link.server.handle_written(n);
+            let id = link.id;
+            self.pump.handle_written(id, n);
+            self.after_pump()?;
             moved = true;
         }
         let peer = &mut self.peers[p];
@@ -487,8 +518,10 @@ impl Sim {
                 peer.client
                     .on_eof(link.silent_at_close, now)
                     .map_err(|e| format!("client {p}: {e}"))?;
+                let id = link.id;
                 peer.link = None;
                 peer.client.reset();
+                self.pump.forget(id);
                 moved = true;
             }
         }
@@ -502,121 +535,17 @@ impl Sim {
             return false;
         };
         let mut moved = false;
-        let mut out = Vec::new();
-        link.server.take_output(&mut out);
+        let out = self.pump.take_output(link.id);
         if !out.is_empty() {
             link.down.push(&out);
             moved = true;
         }
-        if link.server.is_closed() && !link.server_done {
+        if self.pump.is_closed(link.id) && !link.server_done {
             link.server_done = true;
             link.silent_at_close = now.saturating_sub(link.last_in_ms);
             moved = true;
         }
         moved
-    }
-
-    /// The hub: commands from every connection go to the broker in batches, as the native
-    /// hub takes them (`recv_many`): sometimes one at a time, sometimes many from several
-    /// connections before their events are taken out (so the broker may fold confirms
-    /// together). The oracle then walks the batch command by command, taking each command's
-    /// events off the front of the stream, and the events go to their connections.
-    fn hub(&mut self) -> R {
-        loop {
-            let max = if self.net.chance(50) {
-                1
-            } else {
-                2 + self.net.below(15) as usize
-            };
-            let n = self.peers.len();
-            let first = self.net.below(n as u32) as usize;
-            let mut batch: Vec<(ConnId, Command)> = Vec::new();
-            'gather: for k in 0..n {
-                let p = (first + k) % n;
-                let Some(link) = self.peers[p].link.as_mut() else {
-                    continue;
-                };
-                while batch.len() < max {
-                    let Some(cmd) = link.server.poll_command() else {
-                        continue 'gather;
-                    };
-                    batch.push((link.id, cmd));
-                }
-                break;
-            }
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let mut copies = Vec::with_capacity(batch.len());
-            for (id, cmd) in batch {
-                copies.push((id, Cmd::of(&cmd)));
-                self.broker.handle(self.now, id, cmd);
-                self.stats.commands += 1;
-                self.stats.core_ops += 1;
-            }
-            let mut events = Vec::new();
-            while let Some(e) = self.broker.poll_event() {
-                events.push(e);
-            }
-            self.stats.events += events.len() as u64;
-            self.stats.core_ops += events.len() as u64;
-            let mut expects = Vec::with_capacity(events.len());
-            let mut next = 0;
-            let last = copies.len() - 1;
-            for (k, (id, cmd)) in copies.iter().enumerate() {
-                self.model.on_command(*id, cmd);
-                while let Some((conn, ev)) = events.get(next) {
-                    match self.model.on_event(*conn, ev, k < last)? {
-                        Step::Took(e) => {
-                            expects.push(e);
-                            next += 1;
-                        }
-                        Step::NotMine => break,
-                    }
-                }
-                self.model.end_command()?;
-            }
-            self.model.end_batch()?;
-            self.model.compare(&self.broker, false)?;
-            self.deliver_events(events, expects);
-        }
-    }
-
-    /// Hands broker events (already checked) to their connections, noting what each client
-    /// must receive.
-    fn deliver_events(&mut self, events: Vec<(ConnId, Event)>, expects: Vec<Option<Expect>>) {
-        let now = self.now;
-        for ((id, ev), expect) in events.into_iter().zip(expects) {
-            let Some(&p) = self.owner.get(id.0 as usize) else {
-                continue;
-            };
-            let peer = &mut self.peers[p];
-            let Some(link) = peer.link.as_mut().filter(|l| l.id == id) else {
-                continue;
-            };
-            if let Some(e) = expect {
-                peer.client.expected.push_back(e);
-            }
-            self.stats.core_ops += 1;
-            link.server.handle_event(ev, now);
-        }
-    }
-
-    /// Events the broker emits on its own (timers): checked, then handed out.
-    fn events(&mut self) -> R {
-        let mut events = Vec::new();
-        let mut expects = Vec::new();
-        while let Some((id, ev)) = self.broker.poll_event() {
-            self.stats.events += 1;
-            self.stats.core_ops += 1;
-            match self.model.on_event(id, &ev, false)? {
-                Step::Took(e) => expects.push(e),
-                Step::NotMine => unreachable!("no lookahead"),
-            }
-            events.push((id, ev));
-        }
-        self.deliver_events(events, expects);
-        Ok(())
     }
 
     /// Delivers everything in flight until nothing moves, then checks the whole state.
@@ -628,8 +557,11 @@ impl Sim {
                 return Err("the world does not quiesce".into());
             }
         }
-        self.model.check_quiet()?;
-        self.model.compare(&self.broker, true)?;
+        self.model().check_quiet()?;
+        self.pump
+            .observer()
+            .model
+            .compare(self.pump.broker(), true)?;
         for (i, peer) in self.peers.iter().enumerate() {
             let c = &peer.client;
             if peer.link.is_none() || c.stalled || c.phase != Phase::Open {
@@ -673,16 +605,15 @@ impl Sim {
     // -----------------------------------------------------------------------------------------
 
     fn next_timer(&self) -> Option<u64> {
-        let mut next = self.broker.poll_timeout();
+        let mut next = self.pump.poll_timeout();
         let mut take = |t: Option<u64>| {
             if let Some(t) = t {
                 next = Some(next.map_or(t, |n: u64| n.min(t)));
             }
         };
         for peer in &self.peers {
-            let Some(link) = &peer.link else { continue };
-            if !link.server_done {
-                take(link.server.poll_timeout());
+            if peer.link.is_none() {
+                continue;
             }
             let c = &peer.client;
             if c.heartbeat_ms > 0
@@ -713,18 +644,12 @@ impl Sim {
 
     fn fire(&mut self) -> R {
         let now = self.now;
-        self.broker.handle_timeout(now);
-        self.stats.core_ops += 1;
-        self.events()?;
-        self.model.end_command()?;
+        // The broker's timers, then every server connection's that is due.
+        self.pump.handle_timeout(now);
+        self.after_pump()?;
+        self.model().end_command()?;
         for p in 0..self.peers.len() {
             let peer = &mut self.peers[p];
-            if let Some(link) = peer.link.as_mut() {
-                if link.server.poll_timeout().is_some_and(|t| t <= now) {
-                    link.server.handle_timeout(now);
-                    self.stats.core_ops += 1;
-                }
-            }
             let c = &mut peer.client;
             if peer.link.is_some()
                 && c.heartbeat_ms > 0
@@ -735,7 +660,6 @@ impl Sim {
                 c.send_heartbeat();
                 c.last_send_ms = now;
             }
-            self.hub()?;
             self.flush_server(p);
         }
         self.pump(true)?;
@@ -865,37 +789,40 @@ impl Sim {
     /// close.
     fn restart(&mut self) -> R {
         self.restarts += 1;
-        let fresh = Broker::new(
-            BrokerConfig::default(),
-            Box::new(StaticUsers::with_guest()),
-            Box::new(MemoryStorage::default()),
+        let placeholder = Pump::with_observer(
+            Broker::new(
+                BrokerConfig::default(),
+                Box::new(StaticUsers::with_guest()),
+                Box::new(MemoryStorage::default()),
+            ),
+            self.config.clone(),
+            Oracle::new(Model::new(self.opts.strict)),
         );
-        let old = std::mem::replace(&mut self.broker, fresh);
+        let (old, oracle) = std::mem::replace(&mut self.pump, placeholder).into_parts();
         let storage = old.into_storage();
-        self.broker = Broker::new(
+        let broker = Broker::new(
             BrokerConfig {
                 seed: self.seed ^ 0x00b1_0cce_d5ee_d5ee ^ self.restarts.wrapping_mul(0x51),
             },
             Box::new(StaticUsers::with_guest()),
             storage,
         );
-        self.broker.handle_timeout(self.now);
-        self.stats.core_ops += 1;
-        self.events()?;
+        self.pump = Pump::with_observer(broker, self.config.clone(), oracle);
         for peer in &mut self.peers {
             peer.link = None;
             peer.client.reset();
         }
-        self.model.restart();
+        self.pump.handle_timeout(self.now);
+        self.after_pump()?;
+        self.model().restart();
         if self.opts.workarounds.restart_bindings {
-            self.model.adopt_bindings(&self.broker);
+            let (oracle, broker) = self.pump.observer_and_broker();
+            oracle.model.adopt_bindings(broker);
         }
-        self.model.compare(&self.broker, true)
+        self.pump.observer().model.compare(self.pump.broker(), true)
     }
 
     fn connect(&mut self, p: usize) -> R {
-        let id = ConnId(self.owner.len() as u64);
-        self.owner.push(p);
         self.stats.connections += 1;
         let small_frames = self.net.chance(20);
         let heartbeat = if self.net.chance(40) {
@@ -917,7 +844,7 @@ impl Sim {
                 1
             };
         }
-        let server = Connection::new(config, now);
+        let id = self.pump.connect_with(config, now);
         let peer = &mut self.peers[p];
         peer.client.reset();
         let c = &mut peer.client;
@@ -964,7 +891,6 @@ impl Sim {
         );
         peer.link = Some(Link {
             id,
-            server,
             up: Pipe::default(),
             down: Pipe::default(),
             server_done: false,
@@ -990,22 +916,20 @@ impl Sim {
         } else {
             self.net.below(waiting as u32 + 1) as usize
         };
+        let id = link.id;
         let link = self.peers[p].link.as_mut().expect("checked");
-        if n > 0 && link.server.wants_input() {
+        if n > 0 && self.pump.connection(id).is_some_and(|c| c.wants_input()) {
             let bytes = link.up.take(n);
             self.trace.write(bytes);
-            link.server.handle_input(bytes, now);
-            self.stats.core_ops += 1;
+            self.pump.handle_input(id, bytes, now);
+            self.after_pump()?;
         }
-        self.hub()?;
-        if let Some(link) = self.peers[p].link.as_mut() {
-            link.server.handle_eof();
-            self.stats.core_ops += 1;
-        }
-        self.hub()?;
+        self.pump.handle_eof(id, now);
+        self.after_pump()?;
         let peer = &mut self.peers[p];
         peer.link = None;
         peer.client.reset();
+        self.pump.forget(id);
         Ok(())
     }
 
