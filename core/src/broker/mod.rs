@@ -11,16 +11,20 @@
 //! (message TTLs, queue expiry), then drain events again. Every input carries the time, as in
 //! quinn-proto: nothing timed counts from a clock that only timers move.
 
+mod ack;
 mod channel;
-mod delivery;
+mod consume;
 mod entities;
 mod exchange;
 mod expiry;
 pub mod headers;
+mod publish;
 mod queue;
 mod ready;
+mod recovery;
 mod reply_to;
 pub mod topic;
+mod tx;
 
 use alloc::collections::VecDeque;
 use alloc::string::String;

@@ -1,0 +1,184 @@
+//! Settling deliveries: `basic.ack` / `nack` / `reject` / `recover`, and what a closing channel
+//! gives back (its unacked deliveries return to their queues, redelivered).
+
+use alloc::vec::Vec;
+
+use super::channel::{Channel, TxOp, Unacked};
+use super::expiry::DeathReason;
+use super::queue::QueueId;
+use super::Broker;
+use crate::channel_fault;
+use crate::codec::{BasicRecoverOk, ShortStr};
+use crate::connection_fault;
+use crate::reply::Fault;
+use crate::vocab::ConnId;
+
+impl Broker {
+    fn take_unacked_or_fail(
+        ch: &mut Channel,
+        tag: u64,
+        multiple: bool,
+    ) -> Result<Vec<Unacked>, Fault> {
+        ch.take_unacked(tag, multiple)
+            .ok_or_else(|| channel_fault!(PRECONDITION_FAILED, "unknown delivery tag {tag}"))
+    }
+
+    pub(crate) fn basic_ack(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        tag: u64,
+        multiple: bool,
+    ) -> Result<(), Fault> {
+        let ch = self.channel_mut(conn, channel)?;
+        let taken = Self::take_unacked_or_fail(ch, tag, multiple)?;
+        if ch.tx.is_some() {
+            for u in &taken {
+                ch.hold_credit(u);
+            }
+            if let Some(tx) = ch.tx.as_mut() {
+                tx.extend(taken.into_iter().map(TxOp::Ack));
+            }
+            return Ok(());
+        }
+        let queues = ch.consumed_queues();
+        for u in taken {
+            self.settle(u);
+        }
+        self.dirty.extend(queues);
+        Ok(())
+    }
+
+    pub(crate) fn basic_nack(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    ) -> Result<(), Fault> {
+        let ch = self.channel_mut(conn, channel)?;
+        let taken = Self::take_unacked_or_fail(ch, tag, multiple)?;
+        if ch.tx.is_some() {
+            for u in &taken {
+                ch.hold_credit(u);
+            }
+            if let Some(tx) = ch.tx.as_mut() {
+                tx.extend(
+                    taken
+                        .into_iter()
+                        .map(|unacked| TxOp::Nack { unacked, requeue }),
+                );
+            }
+            return Ok(());
+        }
+        let queues = ch.consumed_queues();
+        if requeue {
+            self.requeue(taken);
+        } else {
+            for u in taken {
+                self.reject(u);
+            }
+        }
+        self.dirty.extend(queues);
+        Ok(())
+    }
+
+    pub(crate) fn basic_recover(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        requeue: bool,
+    ) -> Result<(), Fault> {
+        self.basic_recover_async(conn, channel, requeue)?;
+        self.reply(conn, channel, BasicRecoverOk);
+        Ok(())
+    }
+
+    pub(crate) fn basic_recover_async(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        requeue: bool,
+    ) -> Result<(), Fault> {
+        if !requeue {
+            // RabbitMQ does not implement redelivery to the original consumer either.
+            return Err(connection_fault!(NOT_IMPLEMENTED, "requeue=false"));
+        }
+        let ch = self.channel_mut(conn, channel)?;
+        let taken = ch.take_unacked(0, true).unwrap_or_default();
+        let queues = ch.consumed_queues();
+        self.requeue(taken);
+        self.dirty.extend(queues);
+        Ok(())
+    }
+
+    /// An acked (or dropped) delivery leaves the broker for good.
+    pub(crate) fn settle(&mut self, u: Unacked) {
+        if let Some(q) = self.queues.get_mut(&u.queue) {
+            q.unacked = q.unacked.saturating_sub(1);
+            if u.message.store_id != 0 {
+                self.storage
+                    .delete_message(&q.vhost, &q.name, u.message.store_id);
+            }
+        }
+    }
+
+    /// A delivery rejected without requeue: it dies (dead-lettered when the queue says so).
+    pub(crate) fn reject(&mut self, u: Unacked) {
+        if let Some(q) = self.queues.get_mut(&u.queue) {
+            q.unacked = q.unacked.saturating_sub(1);
+        }
+        self.drop_message(u.queue, u.message, DeathReason::Rejected);
+    }
+
+    /// Puts deliveries back in their queues at their original places, marked redelivered.
+    pub(crate) fn requeue(&mut self, unacked: Vec<Unacked>) {
+        for u in unacked {
+            let mut qm = u.message;
+            qm.redelivered = true;
+            if let Some(q) = self.queues.get_mut(&u.queue) {
+                q.unacked = q.unacked.saturating_sub(1);
+                q.requeue(core::iter::once(qm));
+                if !q.consumers.is_empty() && self.dirty.last() != Some(&u.queue) {
+                    self.dirty.push(u.queue);
+                }
+            }
+        }
+    }
+
+    /// A channel is gone: its consumers leave their queues, its unacked deliveries (and acks
+    /// an uncommitted transaction held) go back to their queues, redelivered.
+    pub(crate) fn release_channel(&mut self, conn: ConnId, channel: u16, mut ch: Channel) {
+        if let Some((_, key)) = ch.reply_consumer.take() {
+            self.drop_reply_consumer(&key);
+        }
+        let mut unacked: Vec<Unacked> = ch.unacked.drain(..).collect();
+        if let Some(ops) = ch.tx.take() {
+            for op in ops {
+                if let TxOp::Ack(u) | TxOp::Nack { unacked: u, .. } = op {
+                    unacked.push(u);
+                }
+            }
+            unacked.sort_by_key(|u| u.tag);
+        }
+        // Consumers leave first so requeued messages are not handed straight back to them.
+        let mut consumers: Vec<(ShortStr, QueueId)> =
+            ch.consumers.drain().map(|(t, c)| (t, c.queue)).collect();
+        consumers.sort();
+        let mut auto_delete = Vec::new();
+        for (tag, queue) in &consumers {
+            if let Some(q) = self.queues.get_mut(queue) {
+                q.remove_consumer(conn, channel, tag);
+                q.last_used_ms = self.now_ms;
+                if q.auto_delete && q.consumers.is_empty() {
+                    auto_delete.push(*queue);
+                }
+            }
+        }
+        self.requeue(unacked);
+        for q in auto_delete {
+            self.delete_queue_by_id(q, None);
+        }
+    }
+}

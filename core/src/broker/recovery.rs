@@ -1,0 +1,98 @@
+//! Recovery from storage at start: durable exchanges, queues, bindings and persistent
+//! messages, named by name in the records, rebuilt with fresh in-memory ids.
+
+use super::exchange::Destination;
+use super::queue::{QueueId, QueuedMessage, NEVER};
+use super::{Broker, Exchange, Message};
+
+impl Broker {
+    /// Rebuilds durable exchanges, queues, bindings and messages from storage.
+    pub(crate) fn recover(&mut self) {
+        let recovered = self.storage.load();
+        for (vhost, ex) in recovered.exchanges {
+            self.add_vhost(&vhost);
+            let v = self.vhosts.get_mut(&vhost).expect("just added");
+            v.exchanges.entry(ex.name.clone()).or_insert_with(|| {
+                Exchange::new(
+                    ex.name.clone(),
+                    ex.kind,
+                    true,
+                    ex.auto_delete,
+                    ex.internal,
+                    ex.arguments.clone(),
+                )
+            });
+        }
+        for q in recovered.queues {
+            self.add_vhost(&q.vhost);
+            let id = QueueId(self.next_queue_id);
+            self.next_queue_id += 1;
+            let queue = super::Queue::new(
+                id,
+                q.vhost.clone(),
+                q.name.clone(),
+                true,
+                None,
+                q.auto_delete,
+                q.arguments,
+                self.now_ms,
+            );
+            if queue.limits.is_timed() {
+                self.timed.insert(id);
+            }
+            self.queues.insert(id, queue);
+            if let Some(v) = self.vhosts.get_mut(&q.vhost) {
+                v.queues.insert(q.name, id);
+            }
+        }
+        for (vhost, b) in recovered.bindings {
+            let Some(v) = self.vhosts.get_mut(&vhost) else {
+                continue;
+            };
+            let destination = if b.destination_is_exchange {
+                Destination::Exchange(b.destination)
+            } else {
+                match v.queues.get(&b.destination) {
+                    Some(id) => Destination::Queue(*id),
+                    None => continue,
+                }
+            };
+            if let Some(ex) = v.exchanges.get_mut(&b.source) {
+                ex.bind(super::Binding {
+                    destination,
+                    routing_key: b.routing_key,
+                    arguments: b.arguments,
+                });
+            }
+        }
+        for (vhost, queue, messages) in recovered.messages {
+            let Some(id) = self.vhosts.get(&vhost).and_then(|v| v.queues.get(&queue)) else {
+                continue;
+            };
+            let Some(q) = self.queues.get_mut(id) else {
+                continue;
+            };
+            let ttl = q.limits.message_ttl;
+            for m in messages {
+                self.next_store_id = self.next_store_id.max(m.id + 1);
+                let message = Message::new(m.exchange, m.routing_key, m.properties, m.body);
+                // TTLs restart at recovery: the time a message spent stored is not known.
+                let expires_at = match (ttl, message.expiration_ms()) {
+                    (Some(a), Some(b)) => self.now_ms.saturating_add(a.min(b)),
+                    (Some(t), None) | (None, Some(t)) => self.now_ms.saturating_add(t),
+                    (None, None) => NEVER,
+                };
+                q.push_back(QueuedMessage {
+                    message,
+                    redelivered: m.delivered,
+                    store_id: m.id,
+                    expires_at,
+                    seq: 0,
+                });
+            }
+            if q.has_message_expiry {
+                self.timed.insert(*id);
+            }
+        }
+    }
+}
