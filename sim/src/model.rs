@@ -2097,7 +2097,7 @@ impl Model {
             };
             let want_unacked = unacked.get(id).copied().unwrap_or(0);
             if b.len() != q.ready.len()
-                || b.unacked != want_unacked
+                || b.unacked() != want_unacked
                 || b.consumers.len() != q.consumers.len()
                 || b.durable != q.durable
                 || b.auto_delete != q.auto_delete
@@ -2107,7 +2107,7 @@ impl Model {
                     "queue '{}': broker has {} ready, {} unacked, {} consumers; model {} ready, {} unacked, {} consumers",
                     q.name,
                     b.len(),
-                    b.unacked,
+                    b.unacked(),
                     b.consumers.len(),
                     q.ready.len(),
                     want_unacked,

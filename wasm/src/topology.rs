@@ -173,7 +173,7 @@ pub fn topology_json(broker: &Broker, vhost: &str) -> String {
             out,
             ",\"messages\":{},\"unacked\":{},\"consumers\":{},\"arguments\":",
             q.message_count(),
-            q.unacked,
+            q.unacked(),
             q.consumer_count()
         );
         json_table(&mut out, &q.arguments);

@@ -116,7 +116,7 @@ impl Broker {
     /// An acked (or dropped) delivery leaves the broker for good.
     pub(crate) fn settle(&mut self, u: Unacked) {
         if let Some(q) = self.queues.get_mut(&u.queue) {
-            q.unacked = q.unacked.saturating_sub(1);
+            q.settled();
             if u.message.store_id != 0 {
                 self.storage
                     .delete_message(&q.vhost, &q.name, u.message.store_id);
@@ -127,7 +127,7 @@ impl Broker {
     /// A delivery rejected without requeue: it dies (dead-lettered when the queue says so).
     pub(crate) fn reject(&mut self, u: Unacked) {
         if let Some(q) = self.queues.get_mut(&u.queue) {
-            q.unacked = q.unacked.saturating_sub(1);
+            q.settled();
         }
         self.drop_message(u.queue, u.message, DeathReason::Rejected);
     }
@@ -135,11 +135,8 @@ impl Broker {
     /// Puts deliveries back in their queues at their original places, marked redelivered.
     pub(crate) fn requeue(&mut self, unacked: Vec<Unacked>) {
         for u in unacked {
-            let mut qm = u.message;
-            qm.redelivered = true;
             if let Some(q) = self.queues.get_mut(&u.queue) {
-                q.unacked = q.unacked.saturating_sub(1);
-                q.requeue(core::iter::once(qm));
+                q.requeue_unacked(u.message);
                 if !q.consumers.is_empty() && self.dirty.last() != Some(&u.queue) {
                     self.dirty.push(u.queue);
                 }
@@ -153,7 +150,7 @@ impl Broker {
         if let Some((_, key)) = ch.reply_consumer.take() {
             self.drop_reply_consumer(&key);
         }
-        let mut unacked: Vec<Unacked> = ch.unacked.drain(..).collect();
+        let mut unacked = ch.take_all_unacked();
         if let Some(ops) = ch.tx.take() {
             for op in ops {
                 if let TxOp::Ack(u) | TxOp::Nack { unacked: u, .. } = op {

@@ -15,8 +15,25 @@ pub struct Consumer {
     pub exclusive: bool,
     /// Per-consumer prefetch limit (0 = unlimited).
     pub prefetch: u16,
+    /// Deliveries to this consumer not yet acked (kept by `Channel`).
+    unacked: u32,
+}
+
+impl Consumer {
+    pub fn new(queue: QueueId, no_ack: bool, exclusive: bool, prefetch: u16) -> Self {
+        Consumer {
+            queue,
+            no_ack,
+            exclusive,
+            prefetch,
+            unacked: 0,
+        }
+    }
+
     /// Deliveries to this consumer not yet acked.
-    pub unacked: u32,
+    pub fn unacked(&self) -> u32 {
+        self.unacked
+    }
 }
 
 /// A delivery awaiting ack.
@@ -47,15 +64,15 @@ pub enum TxOp {
 #[derive(Debug)]
 pub struct Channel {
     pub next_delivery_tag: u64,
-    /// Ascending by tag.
-    pub unacked: VecDeque<Unacked>,
+    /// Ascending by tag; with the counts below, changed only by `Channel`'s methods.
+    unacked: VecDeque<Unacked>,
     pub consumers: Map<ShortStr, Consumer>,
     /// Prefetch applied to consumers created from now on (`basic.qos global=false`).
     pub consumer_prefetch: u16,
     /// Channel-wide limit shared by all consumers (`basic.qos global=true`), 0 = none.
     pub global_prefetch: u16,
     /// Unacked deliveries made to consumers (what the global limit counts).
-    pub consumer_unacked: u32,
+    consumer_unacked: u32,
     /// Next publish sequence number once `confirm.select` was seen.
     pub next_publish_seq: Option<u64>,
     /// Buffered operations once `tx.select` was seen.
@@ -114,6 +131,27 @@ impl Channel {
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
         tag
+    }
+
+    /// Records a delivery awaiting its ack; one to a consumer counts against that consumer's
+    /// prefetch and the channel's.
+    pub fn record_unacked(&mut self, u: Unacked) {
+        self.hold_credit(&u);
+        self.unacked.push_back(u);
+    }
+
+    /// Every delivery awaiting an ack, in tag order (the channel is going away).
+    pub fn take_all_unacked(&mut self) -> Vec<Unacked> {
+        let taken: Vec<Unacked> = self.unacked.drain(..).collect();
+        for u in &taken {
+            self.forget_consumer_unacked(u);
+        }
+        taken
+    }
+
+    /// Deliveries awaiting an ack.
+    pub fn unacked_count(&self) -> usize {
+        self.unacked.len()
     }
 
     /// Removes the unacked deliveries an ack/nack names: one tag, or all up to it

@@ -93,13 +93,7 @@ impl Broker {
         let prefetch = ch.consumer_prefetch;
         ch.consumers.insert(
             tag.clone(),
-            Consumer {
-                queue: qid,
-                no_ack: m.no_ack,
-                exclusive: m.exclusive,
-                prefetch,
-                unacked: 0,
-            },
+            Consumer::new(qid, m.no_ack, m.exclusive, prefetch),
         );
         let now = self.now_ms;
         let q = self.queues.get_mut(&qid).expect("found above");
@@ -210,13 +204,13 @@ impl Broker {
             if qm.store_id != 0 && !qm.redelivered {
                 storage.mark_delivered(&q.vhost, &q.name, qm.store_id);
             }
-            ch.unacked.push_back(Unacked {
+            ch.record_unacked(Unacked {
                 tag,
                 queue: qid,
                 message: qm,
                 consumer: None,
             });
-            q.unacked += 1;
+            q.delivered_unacked();
         }
         self.emit(
             conn,
@@ -229,10 +223,19 @@ impl Broker {
         Ok(())
     }
 
-    /// Delivers from every queue marked as possibly deliverable.
-    pub(crate) fn dispatch_dirty(&mut self) {
-        while let Some(q) = self.dirty.pop() {
-            self.dispatch(q);
+    /// What is left to do after every input: dead letters go to their exchanges, and queues
+    /// that may be able to deliver do. Each can make work for the other (a dispatch finds an
+    /// expired head, a dead letter lands in a queue with consumers), so both run until neither
+    /// has any.
+    pub(crate) fn settle_work(&mut self) {
+        loop {
+            if let Some(dead) = self.dead_letters.pop_front() {
+                self.republish_dead(dead);
+            } else if let Some(q) = self.dirty.pop() {
+                self.dispatch(q);
+            } else {
+                return;
+            }
         }
     }
 
@@ -285,18 +288,18 @@ impl Broker {
             q.next_consumer = (idx + 1) % n;
             let Some(qm) = q.pop_front() else { break };
             let cref = &q.consumers[idx];
-            let Some(conn) = conns.get_mut(&cref.conn) else {
+            let (to, channel, consumer_tag) = (cref.conn, cref.channel, cref.tag.clone());
+            let Some(conn) = conns.get_mut(&to) else {
                 q.requeue(core::iter::once(qm));
                 break;
             };
             conn.charge(&qm.message);
-            let Some(ch) = conn.channels.get_mut(&cref.channel) else {
+            let Some(ch) = conn.channels.get_mut(&channel) else {
                 q.requeue(core::iter::once(qm));
                 break;
             };
             let tag = ch.take_tag();
-            let no_ack = ch.consumers.get(&cref.tag).is_none_or(|c| c.no_ack);
-            let consumer_tag = cref.tag.clone();
+            let no_ack = ch.consumers.get(&consumer_tag).is_none_or(|c| c.no_ack);
             let redelivered = qm.redelivered;
             let message = if no_ack {
                 if qm.store_id != 0 {
@@ -311,23 +314,19 @@ impl Broker {
                 if qm.store_id != 0 && !qm.redelivered {
                     storage.mark_delivered(&q.vhost, &q.name, qm.store_id);
                 }
-                if let Some(c) = ch.consumers.get_mut(&cref.tag) {
-                    c.unacked += 1;
-                }
-                ch.consumer_unacked += 1;
-                ch.unacked.push_back(Unacked {
+                ch.record_unacked(Unacked {
                     tag,
                     queue,
                     message: qm,
-                    consumer: Some(cref.tag.clone()),
+                    consumer: Some(consumer_tag.clone()),
                 });
-                q.unacked += 1;
+                q.delivered_unacked();
                 message
             };
             events.push_back((
-                cref.conn,
+                to,
                 Event::Deliver {
-                    channel: cref.channel,
+                    channel,
                     consumer_tag,
                     delivery_tag: tag,
                     redelivered,

@@ -50,7 +50,7 @@ impl Broker {
                 self.timed.remove(&id);
             }
         }
-        self.dispatch_dirty();
+        self.settle_work();
     }
 
     /// When `handle_timeout` next has something to do, if ever.
@@ -136,23 +136,44 @@ impl Broker {
         self.dead_letter(queue, &m.message, reason);
     }
 
-    /// Republishes a dead message to its queue's dead-letter exchange (RabbitMQ semantics:
-    /// `x-death` entries counted per queue and reason, `x-first-death-*` kept, per-message
-    /// `expiration` removed, cycles without a rejection dropped).
+    /// Queues a dead message for its queue's dead-letter exchange, if the queue has one. It
+    /// is republished after the command that killed it ([`Broker::settle_work`]), not here:
+    /// a dead letter can kill others (a full dead-letter queue drops its head), and a work
+    /// list keeps that from recursing (RabbitMQ's queues dead-letter asynchronously too).
     pub(crate) fn dead_letter(&mut self, queue: QueueId, message: &Message, reason: DeathReason) {
         let Some(q) = self.queues.get(&queue) else {
             return;
         };
-        let Some(dlx) = q.limits.dead_letter_exchange.clone() else {
+        let Some(exchange) = q.limits.dead_letter_exchange.clone() else {
             return;
         };
-        let vhost = q.vhost.clone();
-        let queue_name = q.name.clone();
         let routing_key = q
             .limits
             .dead_letter_routing_key
             .clone()
             .unwrap_or_else(|| message.routing_key().clone());
+        self.dead_letters.push_back(DeadLetter {
+            vhost: q.vhost.clone(),
+            queue: q.name.clone(),
+            exchange,
+            routing_key,
+            message: message.clone(),
+            reason,
+        });
+    }
+
+    /// Republishes a dead message (RabbitMQ semantics: `x-death` entries counted per queue and
+    /// reason, `x-first-death-*` kept, per-message `expiration` removed, cycles without a
+    /// rejection dropped).
+    pub(crate) fn republish_dead(&mut self, d: DeadLetter) {
+        let DeadLetter {
+            vhost,
+            queue,
+            exchange,
+            routing_key,
+            message,
+            reason,
+        } = d;
         let mut props = BasicProperties::decode(message.properties()).unwrap_or_default();
         let original_expiration = if reason == DeathReason::Expired {
             props.expiration.take()
@@ -163,9 +184,9 @@ impl Broker {
         let time = (self.now_ms.saturating_add(self.unix_offset_ms)) / 1000;
         record_death(
             &mut headers,
-            &queue_name,
+            &queue,
             reason,
-            message,
+            &message,
             time,
             original_expiration,
         );
@@ -174,7 +195,7 @@ impl Broker {
         let mut raw = Vec::with_capacity(message.properties().len() + 128);
         props.encode(&mut raw);
         let dead = Message::new(
-            dlx,
+            exchange,
             routing_key,
             bytes::Bytes::from(raw),
             message.body().clone(),
@@ -195,6 +216,17 @@ impl Broker {
             self.enqueue(t, dead.clone(), false);
         }
     }
+}
+
+/// A message that died in a queue with a dead-letter exchange, waiting to be republished.
+pub(crate) struct DeadLetter {
+    vhost: ShortStr,
+    /// The queue it died in.
+    queue: ShortStr,
+    exchange: ShortStr,
+    routing_key: ShortStr,
+    message: Message,
+    reason: DeathReason,
 }
 
 /// Adds (or counts) this death in the `x-death` header, newest first, and sets the

@@ -105,6 +105,8 @@ pub struct Broker {
     events: VecDeque<(ConnId, Event)>,
     /// Queues that may be able to deliver: dispatched after each command.
     dirty: Vec<QueueId>,
+    /// Dead messages waiting to be republished to their dead-letter exchanges, in order.
+    dead_letters: VecDeque<expiry::DeadLetter>,
     /// Reused per publish so routing does not allocate.
     route_scratch: Vec<QueueId>,
     dest_scratch: Vec<Destination>,
@@ -139,6 +141,7 @@ impl Broker {
             conns: Map::default(),
             events: VecDeque::new(),
             dirty: Vec::new(),
+            dead_letters: VecDeque::new(),
             route_scratch: Vec::new(),
             dest_scratch: Vec::new(),
             rng: names::SplitMix64::new(config.seed),
@@ -322,7 +325,7 @@ impl Broker {
                 }
             }
         }
-        self.dispatch_dirty();
+        self.settle_work();
     }
 
     /// The next event for some connection.

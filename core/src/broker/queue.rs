@@ -128,8 +128,8 @@ pub struct Queue {
     pub next_consumer: usize,
     /// An exclusive consumer holds the queue alone.
     pub has_exclusive_consumer: bool,
-    /// Messages delivered and not yet acked, for `list_queues messages_unacknowledged`.
-    pub unacked: usize,
+    /// Messages delivered and not yet acked: changed only by the methods below.
+    unacked: usize,
     /// Last time the queue was declared, consumed from or read (for `x-expires`).
     pub last_used_ms: u64,
     /// Some ready message carries its own expiry (`expiration` property).
@@ -178,6 +178,28 @@ impl Queue {
             has_message_expiry: false,
             next_seq: 0,
         }
+    }
+
+    /// Messages delivered and not yet acked (`list_queues messages_unacknowledged`).
+    pub fn unacked(&self) -> usize {
+        self.unacked
+    }
+
+    /// A message went to a consumer or a `basic.get` that must ack it.
+    pub(crate) fn delivered_unacked(&mut self) {
+        self.unacked += 1;
+    }
+
+    /// An unacked message was acked or died: it is no longer the queue's.
+    pub(crate) fn settled(&mut self) {
+        self.unacked = self.unacked.saturating_sub(1);
+    }
+
+    /// An unacked message came back: ready again at its old place, redelivered.
+    pub(crate) fn requeue_unacked(&mut self, mut m: QueuedMessage) {
+        self.settled();
+        m.redelivered = true;
+        self.requeue(core::iter::once(m));
     }
 
     pub fn message_count(&self) -> u32 {
