@@ -426,42 +426,15 @@ impl Broker {
         &mut self,
         conn: ConnId,
         channel: u16,
-        m: QueueDeclare,
+        mut m: QueueDeclare,
     ) -> Result<(), Fault> {
         let vhost = self.vhost_of(conn)?;
-        let mut name = m.queue.clone();
-        let mut m = m;
         // An exclusive queue dies with its connection, so it is never durable (RabbitMQ).
         m.durable &= !m.exclusive;
         if m.passive {
-            let name = self.resolve_queue_name(conn, channel, name)?;
-            if self.is_reply_address(&name) {
-                if !m.no_wait {
-                    let ok = QueueDeclareOk {
-                        queue: name,
-                        message_count: 0,
-                        consumer_count: 0,
-                    };
-                    self.reply(conn, channel, ok);
-                }
-                return Ok(());
-            }
-            let id = self.usable_queue(conn, &vhost, &name)?;
-            self.expire_head(id);
-            let now = self.now_ms;
-            let q = self.queues.get_mut(&id).expect("found above");
-            q.last_used_ms = now;
-            let ok = QueueDeclareOk {
-                queue: q.name.clone(),
-                message_count: q.message_count(),
-                consumer_count: q.consumer_count(),
-            };
-            self.channel_mut(conn, channel)?.last_queue = Some(name);
-            if !m.no_wait {
-                self.reply(conn, channel, ok);
-            }
-            return Ok(());
+            return self.queue_declare_passive(conn, channel, &vhost, &m);
         }
+        let mut name = m.queue.clone();
         if name.is_empty() {
             name = ShortStr::from(self.rng.name("amq.gen-"));
         }
@@ -475,80 +448,139 @@ impl Broker {
         }
         let id = match existing {
             Some(id) => {
-                let q = &self.queues[&id];
-                let owner_ok = match q.exclusive_owner {
-                    Some(owner) => owner == conn && m.exclusive,
-                    None => !m.exclusive,
-                };
-                if !owner_ok {
-                    return Err(locked(&name, &vhost));
-                }
-                for (arg, got, have) in [
-                    ("durable", m.durable, q.durable),
-                    ("auto_delete", m.auto_delete, q.auto_delete),
-                ] {
-                    if got != have {
-                        return Err(inequivalent("queue", arg, &name, &vhost, got, have));
-                    }
-                }
-                for key in EQUIVALENCE_ARGS {
-                    let (got, have) = (m.arguments.get(key), q.arguments.get(key));
-                    let defaulted_type = *key == "x-queue-type"
-                        && [got, have]
-                            .iter()
-                            .all(|v| v.is_none_or(|v| v.as_str() == Some("classic")));
-                    if !defaulted_type && !args_equivalent(got, have) {
-                        return Err(channel_fault!(
-                            PRECONDITION_FAILED,
-                            "inequivalent arg '{key}' for queue '{name}' in vhost '{vhost}': received {} but current is {}",
-                            describe(got),
-                            describe(have)
-                        ));
-                    }
-                }
+                self.check_equivalent_queue(conn, id, &vhost, &name, &m)?;
                 id
             }
-            None => {
-                validate_queue_arguments(
-                    &m.arguments,
-                    &name,
-                    &vhost,
-                    m.durable,
-                    m.exclusive,
-                    m.auto_delete,
-                )?;
-                let id = QueueId(self.next_queue_id);
-                self.next_queue_id += 1;
-                let q = Queue::new(
-                    id,
-                    vhost.clone(),
-                    name.clone(),
-                    m.durable,
-                    m.exclusive.then_some(conn),
-                    m.auto_delete,
-                    m.arguments.clone(),
-                    self.now_ms,
-                );
-                if q.limits.is_timed() {
-                    self.timed.insert(id);
-                }
-                if q.durable && !m.exclusive {
-                    self.storage.save_queue(&q.record());
-                }
-                self.queues.insert(id, q);
-                self.vhosts
-                    .get_mut(&vhost)
-                    .expect("vhost exists")
-                    .queues
-                    .insert(name.clone(), id);
-                if m.exclusive {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.exclusive_queues.push(id);
-                    }
-                }
-                id
-            }
+            None => self.create_queue(conn, &vhost, &name, &m)?,
         };
+        self.answer_queue_declare(conn, channel, id, name, m.no_wait)
+    }
+
+    /// `queue.declare passive=true`: the queue must exist and be usable by this connection.
+    fn queue_declare_passive(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        vhost: &ShortStr,
+        m: &QueueDeclare,
+    ) -> Result<(), Fault> {
+        let name = self.resolve_queue_name(conn, channel, m.queue.clone())?;
+        if self.is_reply_address(&name) {
+            if !m.no_wait {
+                let ok = QueueDeclareOk {
+                    queue: name,
+                    message_count: 0,
+                    consumer_count: 0,
+                };
+                self.reply(conn, channel, ok);
+            }
+            return Ok(());
+        }
+        let id = self.usable_queue(conn, vhost, &name)?;
+        self.answer_queue_declare(conn, channel, id, name, m.no_wait)
+    }
+
+    /// A redeclaration must match the queue as declared (RabbitMQ's equivalence check).
+    fn check_equivalent_queue(
+        &self,
+        conn: ConnId,
+        id: QueueId,
+        vhost: &ShortStr,
+        name: &ShortStr,
+        m: &QueueDeclare,
+    ) -> Result<(), Fault> {
+        let q = &self.queues[&id];
+        let owner_ok = match q.exclusive_owner {
+            Some(owner) => owner == conn && m.exclusive,
+            None => !m.exclusive,
+        };
+        if !owner_ok {
+            return Err(locked(name, vhost));
+        }
+        for (arg, got, have) in [
+            ("durable", m.durable, q.durable),
+            ("auto_delete", m.auto_delete, q.auto_delete),
+        ] {
+            if got != have {
+                return Err(inequivalent("queue", arg, name, vhost, got, have));
+            }
+        }
+        for key in EQUIVALENCE_ARGS {
+            let (got, have) = (m.arguments.get(key), q.arguments.get(key));
+            let defaulted_type = *key == "x-queue-type"
+                && [got, have]
+                    .iter()
+                    .all(|v| v.is_none_or(|v| v.as_str() == Some("classic")));
+            if !defaulted_type && !args_equivalent(got, have) {
+                return Err(channel_fault!(
+                    PRECONDITION_FAILED,
+                    "inequivalent arg '{key}' for queue '{name}' in vhost '{vhost}': received {} but current is {}",
+                    describe(got),
+                    describe(have)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A new queue: validated, stored when durable, owned by `conn` when exclusive.
+    fn create_queue(
+        &mut self,
+        conn: ConnId,
+        vhost: &ShortStr,
+        name: &ShortStr,
+        m: &QueueDeclare,
+    ) -> Result<QueueId, Fault> {
+        validate_queue_arguments(
+            &m.arguments,
+            name,
+            vhost,
+            m.durable,
+            m.exclusive,
+            m.auto_delete,
+        )?;
+        let id = QueueId(self.next_queue_id);
+        self.next_queue_id += 1;
+        let q = Queue::new(
+            id,
+            vhost.clone(),
+            name.clone(),
+            m.durable,
+            m.exclusive.then_some(conn),
+            m.auto_delete,
+            m.arguments.clone(),
+            self.now_ms,
+        );
+        if q.limits.is_timed() {
+            self.timed.insert(id);
+        }
+        if q.durable && !m.exclusive {
+            self.storage.save_queue(&q.record());
+        }
+        self.queues.insert(id, q);
+        self.vhosts
+            .get_mut(vhost)
+            .expect("vhost exists")
+            .queues
+            .insert(name.clone(), id);
+        if m.exclusive {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.exclusive_queues.push(id);
+            }
+        }
+        Ok(id)
+    }
+
+    /// `declare-ok` with the queue's counts (expired heads gone first); the queue counts as
+    /// used, and becomes the channel's last declared queue.
+    fn answer_queue_declare(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        id: QueueId,
+        name: ShortStr,
+        no_wait: bool,
+    ) -> Result<(), Fault> {
         self.expire_head(id);
         let now = self.now_ms;
         let q = self.queues.get_mut(&id).expect("declared above");
@@ -559,7 +591,7 @@ impl Broker {
             consumer_count: q.consumer_count(),
         };
         self.channel_mut(conn, channel)?.last_queue = Some(name);
-        if !m.no_wait {
+        if !no_wait {
             self.reply(conn, channel, ok);
         }
         Ok(())
@@ -744,6 +776,44 @@ fn locked(name: &str, vhost: &str) -> Fault {
     )
 }
 
+/// `x-queue-type`: classic, quorum or stream; RabbitMQ allows the last two only durable,
+/// not exclusive and not auto-delete.
+fn validate_queue_type(
+    v: &FieldValue,
+    name: &str,
+    vhost: &str,
+    durable: bool,
+    exclusive: bool,
+    auto_delete: bool,
+) -> Result<(), Fault> {
+    match v.as_str() {
+        Some("classic") => Ok(()),
+        Some("quorum") | Some("stream") => {
+            let bad = if !durable {
+                Some("non-durable")
+            } else if exclusive {
+                Some("exclusive")
+            } else if auto_delete {
+                Some("auto-delete")
+            } else {
+                None
+            };
+            match bad {
+                Some(prop) => Err(channel_fault!(
+                    PRECONDITION_FAILED,
+                    "invalid property '{prop}' for queue '{name}' in vhost '{vhost}'"
+                )),
+                None => Ok(()),
+            }
+        }
+        _ => Err(channel_fault!(
+            PRECONDITION_FAILED,
+            "invalid arg 'x-queue-type' for queue '{name}' in vhost '{vhost}': {}",
+            describe(Some(v))
+        )),
+    }
+}
+
 /// Rejects queue arguments RabbitMQ rejects at declare time.
 fn validate_queue_arguments(
     args: &FieldTable,
@@ -754,33 +824,7 @@ fn validate_queue_arguments(
     auto_delete: bool,
 ) -> Result<(), Fault> {
     if let Some(v) = args.get("x-queue-type") {
-        match v.as_str() {
-            Some("classic") => {}
-            Some("quorum") | Some("stream") => {
-                let bad = if !durable {
-                    Some("non-durable")
-                } else if exclusive {
-                    Some("exclusive")
-                } else if auto_delete {
-                    Some("auto-delete")
-                } else {
-                    None
-                };
-                if let Some(prop) = bad {
-                    return Err(channel_fault!(
-                        PRECONDITION_FAILED,
-                        "invalid property '{prop}' for queue '{name}' in vhost '{vhost}'"
-                    ));
-                }
-            }
-            _ => {
-                return Err(channel_fault!(
-                    PRECONDITION_FAILED,
-                    "invalid arg 'x-queue-type' for queue '{name}' in vhost '{vhost}': {}",
-                    describe(Some(v))
-                ));
-            }
-        }
+        validate_queue_type(v, name, vhost, durable, exclusive, auto_delete)?;
     }
     if let Some(v) = args.get("x-overflow") {
         if !matches!(

@@ -38,18 +38,7 @@ impl Broker {
             // The channel was closed by a fault; this publish was already in flight.
             return Ok(());
         }
-        if p.immediate {
-            return Err(connection_fault!(NOT_IMPLEMENTED, "immediate=true"));
-        }
-        self.check_user_id(conn, message.properties())?;
-        if let Ok(Some(text)) = peek_expiration(message.properties()) {
-            if let Err(reason) = parse_expiration(text) {
-                return Err(channel_fault!(
-                    PRECONDITION_FAILED,
-                    "invalid expiration '{text}': {reason}"
-                ));
-            }
-        }
+        self.check_publish(conn, p, &message)?;
         let message = self.rewrite_reply_to(conn, channel, message)?;
         if message.exchange().is_empty()
             && message
@@ -66,29 +55,59 @@ impl Broker {
             self.route_scratch = queues;
             return Err(fault);
         }
+        let result = self.publish_routed(conn, channel, p.mandatory, message, &queues);
+        self.route_scratch = queues;
+        result
+    }
+
+    /// What RabbitMQ refuses in a publish before routing it.
+    fn check_publish(&self, conn: ConnId, p: PublishFlags, message: &Message) -> Result<(), Fault> {
+        if p.immediate {
+            return Err(connection_fault!(NOT_IMPLEMENTED, "immediate=true"));
+        }
+        self.check_user_id(conn, message.properties())?;
+        if let Ok(Some(text)) = peek_expiration(message.properties()) {
+            if let Err(reason) = parse_expiration(text) {
+                return Err(channel_fault!(
+                    PRECONDITION_FAILED,
+                    "invalid expiration '{text}': {reason}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A routed publish: enqueued (or buffered by a transaction until commit), returned when
+    /// unroutable and mandatory, and confirmed (or nacked, when a full queue refused it).
+    fn publish_routed(
+        &mut self,
+        conn: ConnId,
+        channel: u16,
+        mandatory: bool,
+        message: Message,
+        queues: &[QueueId],
+    ) -> Result<(), Fault> {
         let ch = self.channel_mut(conn, channel)?;
         let seq = ch.next_publish_seq;
         if let Some(s) = seq {
             ch.next_publish_seq = Some(s + 1);
         }
-        let ch = self.channel_mut(conn, channel)?;
         let mut rejected = false;
         if let Some(tx) = ch.tx.as_mut() {
             // Routed now; enqueued, or returned when unroutable and mandatory, at commit.
             tx.push(TxOp::Publish {
-                queues: queues.clone(),
+                queues: queues.to_vec(),
                 message,
-                mandatory: p.mandatory,
+                mandatory,
             });
         } else {
-            if queues.is_empty() && p.mandatory {
+            if queues.is_empty() && mandatory {
                 self.return_no_route(conn, channel, message.clone());
             }
-            for &q in &queues {
+            for &q in queues {
                 rejected |= !self.enqueue(q, message.clone(), false);
             }
         }
-        self.route_scratch = queues;
         if let Some(seq) = seq {
             if rejected {
                 // A full queue with x-overflow=reject-publish refuses it: the publisher is told.

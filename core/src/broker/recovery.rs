@@ -4,12 +4,22 @@
 use super::exchange::Destination;
 use super::queue::{QueueId, QueuedMessage, NEVER};
 use super::{Broker, Exchange, Message};
+use crate::codec::ShortStr;
+use crate::storage::{BindingRecord, ExchangeRecord, MessageRecord, QueueRecord};
+use alloc::vec::Vec;
 
 impl Broker {
     /// Rebuilds durable exchanges, queues, bindings and messages from storage.
     pub(crate) fn recover(&mut self) {
         let recovered = self.storage.load();
-        for (vhost, ex) in recovered.exchanges {
+        self.recover_exchanges(recovered.exchanges);
+        self.recover_queues(recovered.queues);
+        self.recover_bindings(recovered.bindings);
+        self.recover_messages(recovered.messages);
+    }
+
+    fn recover_exchanges(&mut self, exchanges: Vec<(ShortStr, ExchangeRecord)>) {
+        for (vhost, ex) in exchanges {
             self.add_vhost(&vhost);
             let v = self.vhosts.get_mut(&vhost).expect("just added");
             v.exchanges.entry(ex.name.clone()).or_insert_with(|| {
@@ -23,7 +33,10 @@ impl Broker {
                 )
             });
         }
-        for q in recovered.queues {
+    }
+
+    fn recover_queues(&mut self, queues: Vec<QueueRecord>) {
+        for q in queues {
             self.add_vhost(&q.vhost);
             let id = QueueId(self.next_queue_id);
             self.next_queue_id += 1;
@@ -45,7 +58,11 @@ impl Broker {
                 v.queues.insert(q.name, id);
             }
         }
-        for (vhost, b) in recovered.bindings {
+    }
+
+    /// Bindings whose ends came back (a binding to a queue that did not is dropped).
+    fn recover_bindings(&mut self, bindings: Vec<(ShortStr, BindingRecord)>) {
+        for (vhost, b) in bindings {
             let Some(v) = self.vhosts.get_mut(&vhost) else {
                 continue;
             };
@@ -65,7 +82,11 @@ impl Broker {
                 });
             }
         }
-        for (vhost, queue, messages) in recovered.messages {
+    }
+
+    /// Messages back in their queues, in queue order; their TTLs start again now.
+    fn recover_messages(&mut self, messages: Vec<(ShortStr, ShortStr, Vec<MessageRecord>)>) {
+        for (vhost, queue, messages) in messages {
             let Some(id) = self.vhosts.get(&vhost).and_then(|v| v.queues.get(&queue)) else {
                 continue;
             };
