@@ -32,15 +32,9 @@ impl Broker {
     ) -> Result<(), Fault> {
         let ch = self.channel_mut(conn, channel)?;
         let taken = Self::take_unacked_or_fail(ch, tag, multiple)?;
-        if ch.tx.is_some() {
-            for u in &taken {
-                ch.hold_credit(u);
-            }
-            if let Some(tx) = ch.tx.as_mut() {
-                tx.extend(taken.into_iter().map(TxOp::Ack));
-            }
+        let Some(taken) = hold_in_tx(ch, taken, TxOp::Ack) else {
             return Ok(());
-        }
+        };
         let queues = ch.consumed_queues();
         for u in taken {
             self.settle(u);
@@ -59,19 +53,10 @@ impl Broker {
     ) -> Result<(), Fault> {
         let ch = self.channel_mut(conn, channel)?;
         let taken = Self::take_unacked_or_fail(ch, tag, multiple)?;
-        if ch.tx.is_some() {
-            for u in &taken {
-                ch.hold_credit(u);
-            }
-            if let Some(tx) = ch.tx.as_mut() {
-                tx.extend(
-                    taken
-                        .into_iter()
-                        .map(|unacked| TxOp::Nack { unacked, requeue }),
-                );
-            }
+        let nack = |unacked| TxOp::Nack { unacked, requeue };
+        let Some(taken) = hold_in_tx(ch, taken, nack) else {
             return Ok(());
-        }
+        };
         let queues = ch.consumed_queues();
         if requeue {
             self.requeue(taken);
@@ -178,4 +163,23 @@ impl Broker {
             self.delete_queue_by_id(q, None);
         }
     }
+}
+
+/// Settlements inside a transaction wait for its commit, still holding their prefetch room.
+/// Gives the deliveries back when the channel is not transactional.
+fn hold_in_tx(
+    ch: &mut Channel,
+    taken: Vec<Unacked>,
+    op: impl Fn(Unacked) -> TxOp,
+) -> Option<Vec<Unacked>> {
+    if ch.tx.is_none() {
+        return Some(taken);
+    }
+    for u in &taken {
+        ch.hold_credit(u);
+    }
+    if let Some(tx) = ch.tx.as_mut() {
+        tx.extend(taken.into_iter().map(op));
+    }
+    None
 }

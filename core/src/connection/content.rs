@@ -39,26 +39,33 @@ impl PendingContent {
 }
 
 impl Connection {
-    pub(super) fn handle_header(&mut self, channel: u16, payload: Bytes) -> Result<(), Fault> {
+    /// The publish a content header or body frame continues. `None`: the frame is dropped
+    /// (the connection or the channel is closing); a frame on a channel with no publish in
+    /// progress is UNEXPECTED_FRAME, as RabbitMQ words it.
+    fn content_in_progress(&mut self, channel: u16) -> Result<Option<&mut PendingContent>, Fault> {
         if self.state == State::Closing {
-            return Ok(());
+            return Ok(None);
         }
-        let max = self.config.max_message_size;
         let Some(ch) = self.open_channel(channel) else {
-            return Err(connection_fault!(
-                UNEXPECTED_FRAME,
-                "expected method frame, got non method frame instead"
-            ));
+            return Err(unexpected_content_frame());
         };
         if ch.state != ChannelState::Open {
-            return Ok(());
+            return Ok(None);
         }
-        let Some(pending) = ch.content.as_mut().filter(|p| p.header.is_none()) else {
-            return Err(connection_fault!(
-                UNEXPECTED_FRAME,
-                "expected method frame, got non method frame instead"
-            ));
+        ch.content
+            .as_mut()
+            .map(Some)
+            .ok_or_else(unexpected_content_frame)
+    }
+
+    pub(super) fn handle_header(&mut self, channel: u16, payload: Bytes) -> Result<(), Fault> {
+        let max = self.config.max_message_size;
+        let Some(pending) = self.content_in_progress(channel)? else {
+            return Ok(());
         };
+        if pending.header.is_some() {
+            return Err(unexpected_content_frame());
+        }
         let header = ContentHeader::decode(payload).map_err(|e| {
             Fault::connection(crate::reply::ReplyCode(e.reply_code()), format_args!("{e}"))
         })?;
@@ -91,27 +98,11 @@ impl Connection {
     }
 
     pub(super) fn handle_body(&mut self, channel: u16, payload: Bytes) -> Result<(), Fault> {
-        if self.state == State::Closing {
+        let Some(pending) = self.content_in_progress(channel)? else {
             return Ok(());
-        }
-        let Some(ch) = self.open_channel(channel) else {
-            return Err(connection_fault!(
-                UNEXPECTED_FRAME,
-                "expected method frame, got non method frame instead"
-            ));
         };
-        if ch.state != ChannelState::Open {
-            return Ok(());
-        }
-        let Some((pending, size)) = ch
-            .content
-            .as_mut()
-            .and_then(|p| p.header.as_ref().map(|h| h.body_size).map(|s| (p, s)))
-        else {
-            return Err(connection_fault!(
-                UNEXPECTED_FRAME,
-                "expected method frame, got non method frame instead"
-            ));
+        let Some(size) = pending.header.as_ref().map(|h| h.body_size) else {
+            return Err(unexpected_content_frame());
         };
         let len = payload.len() as u64;
         if pending.received + len > size {
@@ -179,6 +170,13 @@ impl Connection {
 
 /// `basic.publish`, `basic.ack`, `basic.reject` and `basic.nack`: the per-message methods,
 /// decoded in place in the read buffer (see `handle_frame`).
+fn unexpected_content_frame() -> Fault {
+    connection_fault!(
+        UNEXPECTED_FRAME,
+        "expected method frame, got non method frame instead"
+    )
+}
+
 pub(super) fn is_hot_method(payload: &[u8]) -> bool {
     const HOT: [u16; 4] = [
         BasicPublish::METHOD_ID,
