@@ -15,14 +15,16 @@ use warren_core::broker::{Broker, BrokerConfig};
 use warren_core::codec::{
     BasicAck, BasicCancel, BasicConsume, BasicGet, BasicNack, BasicProperties, BasicPublish,
     BasicQos, BasicRecover, BasicReject, ChannelClose, ChannelFlow, ChannelOpen, ConfirmSelect,
-    ConnectionClose, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, ExchangeBind,
-    ExchangeDeclare, ExchangeDelete, ExchangeUnbind, FieldTable, FieldValue, LongStr, QueueBind,
-    QueueDeclare, QueueDelete, QueuePurge, QueueUnbind, ShortStr, TxCommit, TxRollback, TxSelect,
+    ConnectionClose, ConnectionOpen, ConnectionTuneOk, ExchangeBind, ExchangeDeclare,
+    ExchangeDelete, ExchangeUnbind, FieldTable, FieldValue, LongStr, QueueBind, QueueDeclare,
+    QueueDelete, QueuePurge, QueueUnbind, ShortStr, TxCommit, TxRollback, TxSelect,
     PROTOCOL_HEADER,
 };
 use warren_core::connection::ConnectionConfig;
 use warren_core::storage::MemoryStorage;
 use warren_core::{ConnId, Pump};
+
+use warren_testkit::Handshake;
 
 use crate::client::{ChState, Client, Phase, MAX_CHANNELS};
 use crate::model::{Model, Strictness};
@@ -855,25 +857,16 @@ impl Sim {
         c.last_recv_ms = now;
         c.connected_at = now;
         c.out.extend_from_slice(&PROTOCOL_HEADER);
-        let mut caps = FieldTable::default();
-        for cap in ["publisher_confirms", "basic.nack", "connection.blocked"] {
-            caps.insert(cap, FieldValue::Bool(true));
-        }
+        let mut capabilities = vec!["publisher_confirms", "basic.nack", "connection.blocked"];
         if cancel_notify {
-            caps.insert("consumer_cancel_notify", FieldValue::Bool(true));
+            capabilities.push("consumer_cancel_notify");
         }
-        let mut props = FieldTable::default();
-        props.insert("product", FieldValue::LongStr(LongStr::from("warren-sim")));
-        props.insert("capabilities", FieldValue::Table(caps));
-        c.send(
-            0,
-            ConnectionStartOk {
-                client_properties: props,
-                mechanism: "PLAIN".into(),
-                response: LongStr::from("\0guest\0guest"),
-                locale: "en_US".into(),
-            },
-        );
+        let handshake = Handshake {
+            capabilities,
+            product: "warren-sim",
+            ..Handshake::default()
+        };
+        c.send(0, handshake.start_ok());
         c.send(
             0,
             ConnectionTuneOk {

@@ -1,16 +1,16 @@
 //! Tests of the `Engine` bindings, driven through real AMQP bytes on virtual time.
 //!
 //! Run with `wasm-bindgen-test-runner` in Node (default) and in headless Chromium
-//! (`WASM_BINDGEN_USE_BROWSER=1`); see `wasm/test.sh`. The client here is written on the core's
-//! own codec and checks every frame the engine sends.
+//! (`WASM_BINDGEN_USE_BROWSER=1`); see `wasm/test.sh`. The client is `warren-testkit`'s, the
+//! one the core's scenario tests use: it checks every frame the engine sends.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use warren_core::codec::{
-    decode_frame, encode_content, encode_method_frame, BasicAck, BasicConsume, BasicNack,
-    BasicProperties, BasicPublish, ChannelOpen, ConnectionOpen, ConnectionStartOk,
-    ConnectionTuneOk, ContentHeader, ExchangeDeclare, FieldTable, FieldValue, FrameKind, LongStr,
-    Method, QueueBind, QueueDeclare, PROTOCOL_HEADER,
+    encode_method_frame, BasicAck, BasicConsume, BasicNack, BasicProperties, BasicPublish,
+    ChannelOpen, ConnectionOpen, ConnectionTuneOk, ExchangeDeclare, FieldTable, FieldValue, Method,
+    QueueBind, QueueDeclare, PROTOCOL_HEADER,
 };
+use warren_testkit::{encode_publish, Handshake, Received};
 use warren_wasm::storage::{decode_ops, encode_loaded, KeyPart, Op, STORE_MESSAGES, STORE_QUEUES};
 use warren_wasm::Engine;
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -24,20 +24,19 @@ enum Got {
     Heartbeat,
 }
 
+/// One connection's peer: the testkit's strict client decodes what the engine sends.
 struct Client {
     id: u32,
-    input: BytesMut,
-    pending: Option<(u16, Method, Option<BasicProperties>, u64, BytesMut)>,
+    decoder: warren_testkit::Client,
 }
 
 impl Client {
     fn connect(engine: &mut Engine, now: f64) -> Client {
         let id = engine.connect(now);
-        Client {
-            id,
-            input: BytesMut::new(),
-            pending: None,
-        }
+        let mut decoder = warren_testkit::Client::new();
+        // Tests answer closes themselves.
+        decoder.auto_close_ok = false;
+        Client { id, decoder }
     }
 
     fn send(&self, engine: &mut Engine, bytes: &[u8], now: f64) {
@@ -65,52 +64,24 @@ impl Client {
             routing_key: key.into(),
             ..Default::default()
         };
-        encode_method_frame(&mut out, 1, &publish.into());
-        encode_content(&mut out, 1, 60, &props.to_bytes(), body, 131_072);
+        encode_publish(&mut out, 1, publish, props, body, 131_072);
         self.send(engine, &out, now);
     }
 
     /// Takes every frame the engine has for this client (whatever `take_dirty` says).
     fn recv(&mut self, engine: &mut Engine) -> Vec<Got> {
         let _ = engine.take_dirty();
-        self.input.extend_from_slice(&engine.take_output(self.id));
-        let mut got = Vec::new();
-        while let Some(frame) =
-            decode_frame(&mut self.input, 131_072).expect("engine sent a bad frame")
-        {
-            match frame.kind {
-                FrameKind::Heartbeat => got.push(Got::Heartbeat),
-                FrameKind::Method(p) => {
-                    let m = Method::decode(&p).expect("engine sent a bad method");
-                    if matches!(
-                        m,
-                        Method::BasicDeliver(_) | Method::BasicGetOk(_) | Method::BasicReturn(_)
-                    ) {
-                        self.pending = Some((frame.channel, m, None, 0, BytesMut::new()));
-                    } else {
-                        got.push(Got::Method(frame.channel, m));
-                    }
-                }
-                FrameKind::Header(p) => {
-                    let h = ContentHeader::decode(p).expect("bad content header");
-                    let pending = self.pending.as_mut().expect("header without a method");
-                    pending.2 =
-                        Some(BasicProperties::decode(&h.properties).expect("bad properties"));
-                    pending.3 = h.body_size;
-                    if h.body_size == 0 {
-                        let (ch, m, props, _, body) = self.pending.take().unwrap();
-                        got.push(Got::Content(ch, m, props.unwrap(), body.freeze()));
-                    }
-                }
-                FrameKind::Body(b) => {
-                    let pending = self.pending.as_mut().expect("body without a header");
-                    pending.4.extend_from_slice(&b);
-                    if pending.4.len() as u64 >= pending.3 {
-                        let (ch, m, props, _, body) = self.pending.take().unwrap();
-                        got.push(Got::Content(ch, m, props.unwrap(), body.freeze()));
-                    }
-                }
-            }
+        let heartbeats = self.decoder.heartbeats_received;
+        self.decoder.feed(&engine.take_output(self.id));
+        let mut got: Vec<Got> = (heartbeats..self.decoder.heartbeats_received)
+            .map(|_| Got::Heartbeat)
+            .collect();
+        for r in self.decoder.take() {
+            got.push(match r {
+                Received::Method { channel, method } => Got::Method(channel, method),
+                Received::Delivery(d) => Got::Content(d.channel, d.method, d.properties, d.body),
+                Received::ProtocolHeader(h) => panic!("the engine sent a protocol header {h:?}"),
+            });
         }
         got
     }
@@ -124,14 +95,12 @@ impl Client {
             matches!(got.as_slice(), [Got::Method(0, Method::ConnectionStart(_))]),
             "{got:?}"
         );
-        let mut response = vec![0u8];
-        response.extend_from_slice(b"guest\0guest");
-        let start_ok = ConnectionStartOk {
-            client_properties: FieldTable::default(),
-            mechanism: "PLAIN".into(),
-            response: LongStr(Bytes::from(response)),
-            locale: "en_US".into(),
-        };
+        let start_ok = Handshake {
+            capabilities: Vec::new(),
+            product: "warren-wasm tests",
+            ..Handshake::default()
+        }
+        .start_ok();
         c.method(engine, 0, start_ok, now);
         let got = c.recv(engine);
         assert!(
@@ -589,12 +558,11 @@ fn frames_split_across_inputs_are_reassembled() {
         routing_key: "split".into(),
         ..Default::default()
     };
-    encode_method_frame(&mut out, 1, &publish.into());
-    encode_content(
+    encode_publish(
         &mut out,
         1,
-        60,
-        &BasicProperties::default().to_bytes(),
+        publish,
+        &BasicProperties::default(),
         &[7u8; 300],
         131_072,
     );
