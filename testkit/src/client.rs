@@ -8,8 +8,8 @@ use crate::frames::{close_ok_for, encode_publish};
 use bytes::{Bytes, BytesMut};
 use warren_core::codec::{
     decode_frame, encode_method_frame, BasicProperties, BasicPublish, ChannelClose,
-    ConnectionClose, ContentHeader, FieldTable, FieldValue, FrameKind, LongStr, Method, ShortStr,
-    FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD,
+    ConnectionClose, ContentHeader, FrameKind, Method, ShortStr, FRAME_BODY, FRAME_HEADER,
+    FRAME_HEARTBEAT, FRAME_METHOD,
 };
 
 /// One thing the client decoded from the server's bytes. Heartbeats are counted, not listed
@@ -170,15 +170,6 @@ pub fn transient() -> BasicProperties {
         delivery_mode: Some(1),
         ..Default::default()
     }
-}
-
-/// A field table of long-string values.
-pub fn table(entries: &[(&str, &str)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in entries {
-        t.insert(*k, FieldValue::LongStr(LongStr::from(*v)));
-    }
-    t
 }
 
 /// Facts about one frame the client received (for assertions on framing).

@@ -7,8 +7,6 @@ use warren_core::codec::{
     Method,
 };
 
-use crate::client::table;
-
 /// How the client logs in and tunes.
 #[derive(Clone, Debug)]
 pub struct Handshake {
@@ -102,4 +100,13 @@ pub fn close_ok_for(m: &Method) -> Option<Method> {
 /// The `start-ok` response of PLAIN (RFC 4616): `NUL user NUL password`.
 pub fn plain_response(username: &str, password: &str) -> LongStr {
     LongStr::from(format!("\0{username}\0{password}"))
+}
+
+/// A field table of long-string values.
+pub fn table(entries: &[(&str, &str)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert(*k, FieldValue::LongStr(LongStr::from(*v)));
+    }
+    t
 }
