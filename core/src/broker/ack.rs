@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 
 use super::channel::{Channel, TxOp, Unacked};
 use super::expiry::DeathReason;
-use super::queue::QueueId;
+use super::queue::{QueueId, NEVER};
 use super::Broker;
 use crate::channel_fault;
 use crate::codec::{BasicRecoverOk, ShortStr};
@@ -119,13 +119,26 @@ impl Broker {
 
     /// Puts deliveries back in their queues at their original places, marked redelivered.
     pub(crate) fn requeue(&mut self, unacked: Vec<Unacked>) {
+        let mut touched: Vec<QueueId> = Vec::new();
         for u in unacked {
             if let Some(q) = self.queues.get_mut(&u.queue) {
+                let timed = u.message.expires_at != NEVER;
                 q.requeue_unacked(u.message);
                 if !q.consumers.is_empty() && self.dirty.last() != Some(&u.queue) {
                     self.dirty.push(u.queue);
                 }
+                if timed {
+                    self.watch_time(u.queue);
+                }
+                if !touched.contains(&u.queue) {
+                    touched.push(u.queue);
+                }
             }
+        }
+        // A message whose TTL passed while it was out is dropped as it comes back, once all
+        // are back (RabbitMQ looks at the head after a requeue, not before).
+        for q in touched {
+            self.expire_head(q);
         }
     }
 

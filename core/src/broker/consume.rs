@@ -189,12 +189,12 @@ impl Broker {
             .and_then(|c| c.channels.get_mut(&channel))
             .expect("checked by the caller");
         let tag = ch.take_tag();
-        let get_ok = BasicGetOk {
+        let mut get_ok = BasicGetOk {
             delivery_tag: tag,
             redelivered: qm.redelivered,
             exchange: qm.message.exchange().clone(),
             routing_key: qm.message.routing_key().clone(),
-            message_count: q.message_count(),
+            message_count: 0,
         };
         let message = qm.message.clone();
         if m.no_ack {
@@ -213,6 +213,9 @@ impl Broker {
             });
             q.delivered_unacked();
         }
+        // The new head may be past its TTL: it goes before the count is taken (RabbitMQ).
+        self.expire_head(qid);
+        get_ok.message_count = self.queues[&qid].message_count();
         self.emit(
             conn,
             Event::Content {
@@ -255,12 +258,16 @@ impl Broker {
             return;
         };
         let mut expired = Vec::new();
-        while !q.is_empty() && !q.consumers.is_empty() {
-            if q.head().is_some_and(|m| now > m.expires_at) {
+        loop {
+            // An expired head never goes out; after each delivery the new head is looked at
+            // too, so none is left behind when the consumers are full (RabbitMQ's fetch).
+            while q.head().is_some_and(|m| now > m.expires_at) {
                 if let Some(m) = q.pop_front() {
                     expired.push(m);
                 }
-                continue;
+            }
+            if q.is_empty() || q.consumers.is_empty() {
+                break;
             }
             let Some(idx) = choose_consumer(q, conns) else {
                 break;
