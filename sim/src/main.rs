@@ -106,7 +106,7 @@ fn report_failure(seed: u64, steps: usize, w: &Workarounds, f: &warren_sim::Fail
 fn rate(stats: &Stats, t: Duration) -> String {
     let s = t.as_secs_f64().max(1e-9);
     format!(
-        "{} steps, {} core ops ({} commands, {} events), {} published ({} queue copies), {} deliveries, {} confirms, {} errors, {} connections ({} timed out), {:.1} MB in {:.2}s: {:.0} steps/s, {:.2}M core ops/s",
+        "{} steps, {} core ops ({} commands, {} events), {} published ({} queue copies), {} deliveries, {} expired, {} confirms, {} errors, {} connections ({} timed out), {:.1} MB in {:.2}s: {:.0} steps/s, {:.2}M core ops/s",
         stats.steps,
         stats.core_ops,
         stats.commands,
@@ -114,6 +114,7 @@ fn rate(stats: &Stats, t: Duration) -> String {
         stats.published,
         stats.routed,
         stats.delivered,
+        stats.expired,
         stats.confirmed,
         stats.errors,
         stats.connections,

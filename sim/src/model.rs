@@ -22,12 +22,13 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use warren_core::broker::Broker;
 use warren_core::codec::{
-    peek_delivery_mode, peek_headers, peek_priority, BasicCancel, BasicCancelOk, BasicConsumeOk,
-    BasicDeliver, BasicGetEmpty, BasicGetOk, BasicQosOk, BasicRecoverOk, BasicReturn, ChannelClose,
-    ChannelCloseOk, ChannelFlowOk, ChannelOpenOk, ConfirmSelectOk, ConnectionClose,
-    ConnectionOpenOk, ConnectionTune, ExchangeBindOk, ExchangeDeclareOk, ExchangeDeleteOk,
-    ExchangeUnbindOk, FieldTable, FieldValue, Method, QueueBindOk, QueueDeclareOk, QueueDeleteOk,
-    QueuePurgeOk, QueueUnbindOk, ShortStr, TxCommitOk, TxRollbackOk, TxSelectOk,
+    peek_delivery_mode, peek_expiration, peek_headers, peek_priority, peek_user_id, BasicCancel,
+    BasicCancelOk, BasicConsumeOk, BasicDeliver, BasicGetEmpty, BasicGetOk, BasicProperties,
+    BasicQosOk, BasicRecoverOk, BasicReturn, ChannelClose, ChannelCloseOk, ChannelFlowOk,
+    ChannelOpenOk, ConfirmSelectOk, ConnectionClose, ConnectionOpenOk, ConnectionTune,
+    ExchangeBindOk, ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk, FieldTable, FieldValue,
+    Method, QueueBindOk, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, QueueUnbindOk, ShortStr,
+    TxCommitOk, TxRollbackOk, TxSelectOk,
 };
 use warren_core::Command;
 use warren_core::{ConnId, Event, Message};
@@ -36,6 +37,17 @@ use crate::client::Expect;
 
 pub type MsgId = u64;
 type Qid = u32;
+
+/// What a client put on the wire for one publish, as the simulator's client encoded it: the
+/// truth every copy of the message is checked against (the broker's decoded commands are not,
+/// since a connection that decodes wrongly would make them agree with themselves).
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub exchange: ShortStr,
+    pub routing_key: ShortStr,
+    pub properties: Bytes,
+    pub body: Bytes,
+}
 
 /// Which RabbitMQ behaviours the model insists on where Warren is known to differ (see
 /// `sim/regressions.txt`). Off = the model accepts Warren's current behaviour.
@@ -59,6 +71,8 @@ struct MsgInfo {
     body: Bytes,
     /// The `priority` property (0 when absent).
     priority: u8,
+    /// The `expiration` property: a per-message TTL, ms.
+    expiration: Option<u64>,
 }
 
 /// One copy of a message in one queue.
@@ -71,7 +85,13 @@ struct Inst {
     /// Its priority in this queue: the message's, capped at the queue's `x-max-priority`;
     /// 0 in a plain queue.
     prio: u8,
+    /// When it expires (broker time, ms): alive while `now <= expires_at`. A requeued copy
+    /// keeps it.
+    expires_at: u64,
 }
+
+/// `expires_at` of a copy that never expires.
+const NEVER: u64 = u64::MAX;
 
 #[derive(Debug)]
 struct MQueue {
@@ -79,9 +99,16 @@ struct MQueue {
     durable: bool,
     auto_delete: bool,
     exclusive_owner: Option<ConnId>,
-    lazy: bool,
     /// `x-max-priority`, for a priority queue.
     max_priority: Option<u8>,
+    /// The declare's arguments (for the equivalence check of a redeclare).
+    arguments: FieldTable,
+    /// `x-message-ttl`, ms.
+    message_ttl: Option<u64>,
+    /// `x-expires`: deleted after this long unused (no consumers, no declare, no get), ms.
+    expires: Option<u64>,
+    /// When the queue was last used (for `x-expires`).
+    last_used: u64,
     /// Ready copies in delivery order: highest `prio` first, then ascending by `seq`.
     ready: VecDeque<Inst>,
     next_seq: u64,
@@ -421,6 +448,55 @@ pub fn headers_matches(args: &FieldTable, headers: Option<&FieldTable>) -> bool 
     }
 }
 
+/// How a message differs from what was published, if it does: the first field that does.
+fn differs(
+    sent: &Sent,
+    exchange: &ShortStr,
+    rk: &ShortStr,
+    props: &Bytes,
+    body: &Bytes,
+) -> Option<String> {
+    if *exchange != sent.exchange {
+        return Some(format!("exchange '{exchange}', sent '{}'", sent.exchange));
+    }
+    if *rk != sent.routing_key {
+        return Some(format!("routing key '{rk}', sent '{}'", sent.routing_key));
+    }
+    if *props != sent.properties {
+        return Some(format!(
+            "properties {:?}, sent {:?}",
+            BasicProperties::decode(props),
+            BasicProperties::decode(&sent.properties)
+        ));
+    }
+    if *body != sent.body {
+        let at = body
+            .iter()
+            .zip(sent.body.iter())
+            .take_while(|(a, b)| a == b)
+            .count();
+        return Some(format!(
+            "body of {} bytes, sent {} (first difference at byte {at})",
+            body.len(),
+            sent.body.len()
+        ));
+    }
+    None
+}
+
+/// A queue argument as RabbitMQ's inequivalence message shows it.
+fn describe_arg(v: Option<&FieldValue>) -> String {
+    match v {
+        None => "none".into(),
+        Some(FieldValue::I32(n)) => format!("the value '{n}' of type 'signedint'"),
+        Some(FieldValue::LongStr(s)) => format!(
+            "the value '{}' of type 'longstr'",
+            String::from_utf8_lossy(s.as_bytes())
+        ),
+        Some(other) => format!("{other:?}"),
+    }
+}
+
 /// Body prefix carrying the message id.
 pub fn msg_id(body: &[u8]) -> Option<MsgId> {
     Some(u64::from_be_bytes(body.get(..8)?.try_into().ok()?))
@@ -497,6 +573,8 @@ pub struct Model {
     /// A violation found while applying a command (checked by `end_command`).
     late: Option<String>,
     msgs: BTreeMap<MsgId, MsgInfo>,
+    /// Every publish the clients wrote, by message id (see [`Sent`]).
+    sent: BTreeMap<MsgId, Sent>,
     queues: BTreeMap<Qid, MQueue>,
     names: BTreeMap<ShortStr, Qid>,
     next_qid: Qid,
@@ -512,6 +590,10 @@ pub struct Model {
     pub errors: u64,
     pub published: u64,
     pub routed: u64,
+    /// Messages dropped for their TTL.
+    pub expired: u64,
+    /// The broker's clock (ms): the time of the input being handled, set by the runner.
+    pub now: u64,
     pub error_kinds: BTreeMap<String, u64>,
 }
 
@@ -521,6 +603,7 @@ impl Model {
             strict,
             late: None,
             msgs: BTreeMap::new(),
+            sent: BTreeMap::new(),
             queues: BTreeMap::new(),
             names: BTreeMap::new(),
             next_qid: 1,
@@ -533,6 +616,8 @@ impl Model {
             errors: 0,
             published: 0,
             routed: 0,
+            expired: 0,
+            now: 0,
             error_kinds: BTreeMap::new(),
         };
         for (name, kind) in [
@@ -644,6 +729,11 @@ impl Model {
                 }
             }
         }
+    }
+
+    /// A client wrote a publish of message `id` (before any of its bytes reach the broker).
+    pub fn note_sent(&mut self, id: MsgId, sent: Sent) {
+        self.sent.insert(id, sent);
     }
 
     fn expect(&mut self, conn: ConnId, e: Exp) {
@@ -969,7 +1059,9 @@ impl Model {
                         announced: false,
                     },
                 );
+                let now = self.now;
                 let q = self.queues.get_mut(&id).expect("usable");
+                q.last_used = now;
                 q.consumers.push((conn, ch, tag.clone()));
                 q.has_exclusive_consumer = m.exclusive;
                 if named {
@@ -993,12 +1085,15 @@ impl Model {
             Method::BasicGet(m) => {
                 let name = self.resolve(conn, ch, &m.queue)?;
                 let id = self.usable(conn, &name)?;
+                self.use_queue(id);
                 let q = self.queues.get_mut(&id).expect("usable");
                 let Some(inst) = q.ready.pop_front() else {
                     self.reply(conn, ch, BasicGetEmpty::default());
                     return Ok(());
                 };
-                let count = q.ready.len() as u32;
+                // The count is taken once the new head's TTL was looked at.
+                self.expire_heads(id);
+                let count = self.queues[&id].ready.len() as u32;
                 let info = &self.msgs[&inst.msg];
                 let c = self
                     .conns
@@ -1132,7 +1227,6 @@ impl Model {
         m: &warren_core::codec::QueueDeclare,
     ) -> Result<(), Fault> {
         let durable = m.durable && !m.exclusive;
-        let lazy = matches!(m.arguments.get("x-queue-mode"), Some(FieldValue::LongStr(s)) if s.as_bytes() == b"lazy");
         // The simulator sends valid levels only (0..=255, as a signed int).
         let max_priority = m
             .arguments
@@ -1142,6 +1236,7 @@ impl Model {
         if m.passive {
             let name = self.resolve(conn, ch, &m.queue)?;
             let id = self.usable(conn, &name)?;
+            self.use_queue(id);
             let q = &self.queues[&id];
             let ok = QueueDeclareOk {
                 queue: q.name.clone(),
@@ -1158,8 +1253,8 @@ impl Model {
                 durable,
                 m.auto_delete,
                 m.exclusive.then_some(conn),
-                lazy,
                 max_priority,
+                &m.arguments,
             );
             if m.exclusive {
                 self.conns.get_mut(&conn).unwrap().exclusive.push(id);
@@ -1181,8 +1276,8 @@ impl Model {
                     durable,
                     m.auto_delete,
                     m.exclusive.then_some(conn),
-                    lazy,
                     max_priority,
+                    &m.arguments,
                 );
                 self.names.insert(name.clone(), id);
                 if m.exclusive {
@@ -1207,32 +1302,31 @@ impl Model {
                         return Err(inequivalent("queue", arg, &name, got, have));
                     }
                 }
-                if max_priority != q.max_priority {
-                    let show = |p: Option<u8>| match p {
-                        Some(p) => format!("the value '{p}' of type 'signedint'"),
-                        None => "none".to_string(),
-                    };
-                    return Err(ch_err(406, format_args!(
-                        "inequivalent arg 'x-max-priority' for queue '{name}' in vhost '/': received {} but current is {}",
-                        show(max_priority), show(q.max_priority)
-                    )));
-                }
-                if lazy != q.lazy {
-                    let show = |l: bool| {
-                        if l {
-                            "the value 'lazy' of type 'longstr'"
-                        } else {
-                            "none"
-                        }
-                    };
-                    return Err(ch_err(406, format_args!(
-                        "inequivalent arg 'x-queue-mode' for queue '{name}' in vhost '/': received {} but current is {}",
-                        show(lazy), show(q.lazy)
-                    )));
+                // RabbitMQ's order: the first argument that differs is the one reported.
+                for key in [
+                    "x-expires",
+                    "x-message-ttl",
+                    "x-dead-letter-exchange",
+                    "x-dead-letter-routing-key",
+                    "x-max-length",
+                    "x-max-length-bytes",
+                    "x-max-priority",
+                    "x-overflow",
+                    "x-queue-mode",
+                ] {
+                    let (got, have) = (m.arguments.get(key), q.arguments.get(key));
+                    if got != have {
+                        return Err(ch_err(406, format_args!(
+                            "inequivalent arg '{key}' for queue '{name}' in vhost '/': received {} but current is {}",
+                            describe_arg(got),
+                            describe_arg(have)
+                        )));
+                    }
                 }
                 id
             }
         };
+        self.use_queue(id);
         let q = &self.queues[&id];
         let ok = QueueDeclareOk {
             queue: name.clone(),
@@ -1250,9 +1344,16 @@ impl Model {
         durable: bool,
         auto_delete: bool,
         exclusive_owner: Option<ConnId>,
-        lazy: bool,
         max_priority: Option<u8>,
+        arguments: &FieldTable,
     ) -> Qid {
+        let ms = |k: &str| {
+            arguments
+                .get(k)
+                .and_then(FieldValue::as_i64)
+                .and_then(|n| u64::try_from(n).ok())
+        };
+        let (message_ttl, expires) = (ms("x-message-ttl"), ms("x-expires"));
         let id = self.next_qid;
         self.next_qid += 1;
         self.queues.insert(
@@ -1262,8 +1363,11 @@ impl Model {
                 durable,
                 auto_delete,
                 exclusive_owner,
-                lazy,
                 max_priority,
+                arguments: arguments.clone(),
+                message_ttl,
+                expires,
+                last_used: self.now,
                 ready: VecDeque::new(),
                 next_seq: 0,
                 consumers: Vec::new(),
@@ -1295,20 +1399,64 @@ impl Model {
         if immediate {
             return Err(conn_err(540, "immediate=true"));
         }
+        if let Ok(Some(user)) = peek_user_id(props) {
+            if user != "guest" {
+                return Err(ch_err(
+                    406,
+                    format_args!(
+                        "user_id property set to '{user}' but authenticated user was 'guest'"
+                    ),
+                ));
+            }
+        }
+        if let Ok(Some(text)) = peek_expiration(props) {
+            let reason = match text.parse::<i64>() {
+                Ok(n) if n < 0 => Some(format!("{{value_negative,{n}}}")),
+                Ok(_) => None,
+                Err(_) => Some("badarg".to_string()),
+            };
+            if let Some(reason) = reason {
+                return Err(ch_err(
+                    406,
+                    format_args!("invalid expiration '{text}': {reason}"),
+                ));
+            }
+        }
         let Some(id) = msg_id(body) else {
-            panic!("simulator bug: a body without a message id");
+            self.late = Some(format!(
+                "the broker took a publish whose body ({} bytes) starts with no message id",
+                body.len()
+            ));
+            return Ok(());
         };
+        let Some(sent) = self.sent.get(&id).cloned() else {
+            self.late = Some(format!(
+                "the broker took message {id}, which no client sent"
+            ));
+            return Ok(());
+        };
+        if let Some(diff) = differs(&sent, exchange, rk, props, body) {
+            self.late = Some(format!(
+                "the connection made publish of message {id} into something else than the client sent: {diff}"
+            ));
+        }
+        let props = &sent.properties;
         self.msgs.insert(
             id,
             MsgInfo {
                 persistent: matches!(peek_delivery_mode(props), Ok(Some(2))),
-                exchange: exchange.clone(),
-                rk: rk.clone(),
+                exchange: sent.exchange.clone(),
+                rk: sent.routing_key.clone(),
                 props: props.clone(),
-                body: body.clone(),
+                body: sent.body.clone(),
                 priority: peek_priority(props).ok().flatten().unwrap_or(0),
+                expiration: peek_expiration(props)
+                    .ok()
+                    .flatten()
+                    .and_then(|t| t.parse().ok()),
             },
         );
+        let (exchange, rk) = (&sent.exchange, &sent.routing_key);
         let headers = peek_headers(props).ok().flatten();
         let queues = self.route(exchange, rk, headers.as_ref())?;
         self.published += 1;
@@ -1426,17 +1574,67 @@ impl Model {
     }
 
     fn enqueue(&mut self, q: Qid, msg: MsgId) {
-        let priority = self.msgs.get(&msg).map_or(0, |m| m.priority);
+        let (priority, expiration) = self
+            .msgs
+            .get(&msg)
+            .map_or((0, None), |m| (m.priority, m.expiration));
+        let now = self.now;
         if let Some(q) = self.queues.get_mut(&q) {
             let seq = q.next_seq;
             q.next_seq += 1;
             let prio = q.max_priority.map_or(0, |max| priority.min(max));
+            let ttl = match (q.message_ttl, expiration) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             q.insert_by_seq(Inst {
                 msg,
                 seq,
                 redelivered: false,
                 prio,
+                expires_at: ttl.map_or(NEVER, |t| now.saturating_add(t)),
             });
+        }
+    }
+
+    /// A declare or a get: the queue counts as used (`x-expires`), and expired messages at
+    /// its head go first.
+    fn use_queue(&mut self, id: Qid) {
+        if let Some(q) = self.queues.get_mut(&id) {
+            q.last_used = self.now;
+        }
+        self.expire_heads(id);
+    }
+
+    /// Drops the messages at the head of a queue whose TTL has passed. RabbitMQ looks only at
+    /// the head, whenever it changes (after a fetch, a requeue) and when its timer fires: an
+    /// expired message behind a live one waits until it reaches the head.
+    fn expire_heads(&mut self, id: Qid) {
+        let now = self.now;
+        let Some(q) = self.queues.get_mut(&id) else {
+            return;
+        };
+        while q.ready.front().is_some_and(|h| now > h.expires_at) {
+            q.ready.pop_front();
+            self.expired += 1;
+        }
+    }
+
+    /// The broker's timers at `now`: unused queues past their `x-expires` go, expired heads
+    /// go.
+    pub fn tick(&mut self) {
+        let ids: Vec<Qid> = self.queues.keys().copied().collect();
+        for id in ids {
+            let q = &self.queues[&id];
+            let unused_since = q
+                .expires
+                .filter(|_| q.consumers.is_empty())
+                .map(|ttl| q.last_used.saturating_add(ttl));
+            if unused_since.is_some_and(|at| self.now >= at) {
+                self.delete_queue(id);
+                continue;
+            }
+            self.expire_heads(id);
         }
     }
 
@@ -1473,13 +1671,19 @@ impl Model {
 
     /// Deliveries go back to their queues, at their places, marked redelivered.
     fn requeue(&mut self, list: Vec<Unacked>) {
+        let mut touched = BTreeSet::new();
         for u in list {
             if let Some(q) = self.queues.get_mut(&u.queue) {
                 q.insert_by_seq(Inst {
                     redelivered: true,
                     ..u.inst
                 });
+                touched.insert(u.queue);
             }
+        }
+        // A requeued copy whose TTL passed while it was out goes as soon as it is back.
+        for q in touched {
+            self.expire_heads(q);
         }
     }
 
@@ -1490,6 +1694,7 @@ impl Model {
         q.consumers
             .retain(|(c, n, t)| !(*c == conn && *n == ch && t == tag));
         q.has_exclusive_consumer = false;
+        q.last_used = self.now;
         if q.auto_delete && q.consumers.is_empty() {
             self.delete_queue(queue);
         }
@@ -1522,6 +1727,7 @@ impl Model {
                 q.consumers
                     .retain(|(cc, n, t)| !(*cc == conn && *n == ch && t == tag));
                 q.has_exclusive_consumer = false;
+                q.last_used = self.now;
                 if q.auto_delete && q.consumers.is_empty() {
                     auto_delete.push(cons.queue);
                 }
@@ -1945,13 +2151,32 @@ impl Model {
                 head.redelivered
             ));
         }
-        q.ready.pop_front();
+        let info = &self.msgs[&msg];
+        let sent = Sent {
+            exchange: info.exchange.clone(),
+            routing_key: info.rk.clone(),
+            properties: info.props.clone(),
+            body: info.body.clone(),
+        };
+        if let Some(diff) = differs(
+            &sent,
+            message.exchange(),
+            message.routing_key(),
+            message.properties(),
+            body,
+        ) {
+            return Err(format!(
+                "message {msg} delivered otherwise than published: {diff}"
+            ));
+        }
+        self.queues
+            .get_mut(&qid)
+            .expect("checked")
+            .ready
+            .pop_front();
+        self.expire_heads(qid);
         if let Some(window) = self.conns.get_mut(&conn).and_then(|c| c.window.as_mut()) {
             *window = window.saturating_sub(message.delivery_cost());
-        }
-        let info = &self.msgs[&msg];
-        if body != &info.body {
-            return Err(format!("message {msg} delivered with another body"));
         }
         let c = self
             .conns
@@ -2219,6 +2444,16 @@ impl Model {
             let mut all: Vec<Inst> = q.ready.drain(..).collect();
             all.extend(held.remove(id).unwrap_or_default());
             all.retain(|i| self.msgs[&i.msg].persistent);
+            // TTLs start again at recovery (the broker does not know how long it was down),
+            // and so does the queue's `x-expires` lease.
+            for i in all.iter_mut() {
+                let ttl = match (q.message_ttl, self.msgs[&i.msg].expiration) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                i.expires_at = ttl.map_or(NEVER, |t| self.now.saturating_add(t));
+            }
+            q.last_used = self.now;
             // Delivery order (priority, then publish order) survives; the seqs are renumbered.
             all.sort_by_key(|i| (core::cmp::Reverse(i.prio), i.seq));
             q.ready = all

@@ -224,6 +224,17 @@ pub fn queue_max_priority(i: u8) -> Option<u8> {
     }
 }
 
+/// Time-driven arguments of queue `q{i}`: (`x-message-ttl`, `x-expires`), in ms. Fixed by the
+/// index, as priorities are: the lazy queue drops what waits longer than 1.5 s, and the
+/// durable auto-delete one goes after 4 s unused (its lease starts again at a restart).
+pub fn queue_timing(i: u8) -> (Option<u32>, Option<u32>) {
+    match i % QUEUES {
+        4 => (Some(1_500), None),
+        5 => (None, Some(4_000)),
+        _ => (None, None),
+    }
+}
+
 /// The `priority` property of a publish, from fields the program already draws (for the same
 /// reason): absent for a fifth, else 2, 5, 8 or 11 (above some queues' top level: capped).
 pub fn publish_priority(key: u8, size: u8) -> Option<u8> {

@@ -27,11 +27,11 @@ use warren_core::{ConnId, Pump};
 use warren_testkit::Handshake;
 
 use crate::client::{ChState, Client, Phase, MAX_CHANNELS};
-use crate::model::{Model, Strictness};
+use crate::model::{Model, Sent, Strictness};
 use crate::oracle::Oracle;
 use crate::program::{
-    exchange_name, exchange_shape, publish_priority, queue_flags, queue_max_priority, How, Op,
-    BINDING_KEYS, EXCHANGES, PUBLISH_KEYS, QUEUES,
+    exchange_name, exchange_shape, publish_priority, queue_flags, queue_max_priority, queue_timing,
+    How, Op, BINDING_KEYS, EXCHANGES, PUBLISH_KEYS, QUEUES,
 };
 use crate::rng::{Fnv, Rng, Source};
 
@@ -173,6 +173,8 @@ pub struct Stats {
     pub bytes: u64,
     pub connections: u64,
     pub delivered: u64,
+    /// Messages the model dropped for their TTL.
+    pub expired: u64,
     pub confirmed: u64,
     pub errors: u64,
     pub published: u64,
@@ -190,6 +192,7 @@ impl Stats {
         self.bytes += o.bytes;
         self.connections += o.connections;
         self.delivered += o.delivered;
+        self.expired += o.expired;
         self.confirmed += o.confirmed;
         self.errors += o.errors;
         self.published += o.published;
@@ -272,6 +275,12 @@ pub struct Sim {
     config: ConnectionConfig,
     seed: u64,
     restarts: u64,
+    /// When the running broker process started (sim ms): its clock counts from there, as a
+    /// restarted process's monotonic clock does.
+    epoch: u64,
+    /// Shapes of what the step sends (message sizes and properties): a stream re-seeded per
+    /// step, like the network's, so that the program's own draws stay as they were.
+    shape: Rng,
 }
 
 type R = Result<(), String>;
@@ -315,6 +324,8 @@ impl Sim {
             flow: Rng::new(seed ^ 0x666c_6f77_6374_6c21),
             seed,
             restarts: 0,
+            epoch: 0,
+            shape: Rng::new(seed),
             next_msg: 1,
             trace: Fnv::default(),
             stats: Stats::default(),
@@ -330,6 +341,14 @@ impl Sim {
 
     fn model(&mut self) -> &mut Model {
         &mut self.pump.observer_mut().model
+    }
+
+    /// The broker's time now (ms since its process started), told to the model before an
+    /// input reaches the broker.
+    fn clock(&mut self) -> u64 {
+        let t = self.now - self.epoch;
+        self.model().now = t;
+        t
     }
 
     /// After every call into the pump: the oracle's verdict on what it carried, and what
@@ -363,6 +382,9 @@ impl Sim {
             self.net = Rng::new(
                 self.seed ^ 0x6e65_7477_6f72_6b21 ^ (*i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             );
+            self.shape = Rng::new(
+                self.seed ^ 0x7368_6170_6573_2121 ^ (*i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+            );
             self.trace.write_u64(*i as u64);
             self.stats.steps += 1;
             if let Err(e) = self.step(op) {
@@ -387,6 +409,7 @@ impl Sim {
         self.stats.core_ops += oracle.commands + oracle.events;
         let model = &oracle.model;
         self.stats.delivered = model.delivered;
+        self.stats.expired = model.expired;
         self.stats.confirmed = model.confirmed;
         self.stats.errors = model.errors;
         self.stats.published = model.published;
@@ -483,7 +506,9 @@ impl Sim {
             self.trace.write(bytes);
             self.stats.bytes += n as u64;
             link.last_in_ms = now;
-            self.pump.handle_input(id, bytes, now);
+            let t = self.now - self.epoch;
+            self.pump.observer_mut().model.now = t;
+            self.pump.handle_input(id, bytes, t);
             self.after_pump()?;
             moved = true;
         }
@@ -607,7 +632,8 @@ impl Sim {
     // -----------------------------------------------------------------------------------------
 
     fn next_timer(&self) -> Option<u64> {
-        let mut next = self.pump.poll_timeout();
+        let epoch = self.epoch;
+        let mut next = self.pump.poll_timeout().map(|t| t + epoch);
         let mut take = |t: Option<u64>| {
             if let Some(t) = t {
                 next = Some(next.map_or(t, |n: u64| n.min(t)));
@@ -646,8 +672,11 @@ impl Sim {
 
     fn fire(&mut self) -> R {
         let now = self.now;
-        // The broker's timers, then every server connection's that is due.
-        self.pump.handle_timeout(now);
+        // The broker's timers, then every server connection's that is due; the model runs
+        // the same timers first.
+        let t = self.clock();
+        self.model().tick();
+        self.pump.handle_timeout(t);
         self.after_pump()?;
         self.model().end_command()?;
         for p in 0..self.peers.len() {
@@ -814,9 +843,11 @@ impl Sim {
             peer.link = None;
             peer.client.reset();
         }
-        self.pump.handle_timeout(self.now);
-        self.after_pump()?;
+        self.epoch = self.now;
+        let t = self.clock();
         self.model().restart();
+        self.pump.handle_timeout(t);
+        self.after_pump()?;
         if self.opts.workarounds.restart_bindings {
             let (oracle, broker) = self.pump.observer_and_broker();
             oracle.model.adopt_bindings(broker);
@@ -846,7 +877,8 @@ impl Sim {
                 1
             };
         }
-        let id = self.pump.connect_with(config, now);
+        let t = self.clock();
+        let id = self.pump.connect_with(config, t);
         let peer = &mut self.peers[p];
         peer.client.reset();
         let c = &mut peer.client;
@@ -911,13 +943,15 @@ impl Sim {
         };
         let id = link.id;
         let link = self.peers[p].link.as_mut().expect("checked");
+        let t = now - self.epoch;
+        self.pump.observer_mut().model.now = t;
         if n > 0 && self.pump.connection(id).is_some_and(|c| c.wants_input()) {
             let bytes = link.up.take(n);
             self.trace.write(bytes);
-            self.pump.handle_input(id, bytes, now);
+            self.pump.handle_input(id, bytes, t);
             self.after_pump()?;
         }
-        self.pump.handle_eof(id, now);
+        self.pump.handle_eof(id, t);
         self.after_pump()?;
         let peer = &mut self.peers[p];
         peer.link = None;
@@ -1065,6 +1099,17 @@ impl Sim {
                 }
                 if let Some(max) = (q < QUEUES).then(|| queue_max_priority(q)).flatten() {
                     arguments.insert("x-max-priority", FieldValue::I32(i32::from(max)));
+                }
+                let (ttl, expires) = if q < QUEUES {
+                    queue_timing(q)
+                } else {
+                    (None, None)
+                };
+                if let Some(ttl) = ttl {
+                    arguments.insert("x-message-ttl", FieldValue::I32(ttl as i32));
+                }
+                if let Some(expires) = expires {
+                    arguments.insert("x-expires", FieldValue::I32(expires as i32));
                 }
                 self.peers[p].client.send(
                     chn,
@@ -1279,21 +1324,26 @@ impl Sim {
                 let mandatory = mandatory && !(in_tx && self.opts.workarounds.no_tx_mandatory);
                 let exchange: ShortStr = exchange_name(x).into();
                 let routing_key: ShortStr = PUBLISH_KEYS[usize::from(key)].into();
-                let props = message_properties(persistent, headers, publish_priority(key, size));
+                let frame_max = self.peers[p].client.frame_max as usize;
+                let shape = Shape::draw(&mut self.shape, frame_max);
+                let props =
+                    message_properties(persistent, headers, publish_priority(key, size), &shape);
                 for _ in 0..count {
                     let id = self.next_msg;
                     self.next_msg += 1;
-                    let body = message_body(id, size);
-                    self.peers[p].client.send_publish(
+                    let body = message_body(id, size, shape.body_len);
+                    self.publish(
+                        p,
                         chn,
+                        id,
                         BasicPublish {
                             exchange: exchange.clone(),
                             routing_key: routing_key.clone(),
                             mandatory,
                             ..Default::default()
                         },
-                        &props,
-                        &body,
+                        Bytes::from(props.clone()),
+                        body,
                     );
                 }
             }
@@ -1327,6 +1377,28 @@ impl Sim {
             Op::Error { kind, pick, .. } => self.error_op(p, chn, kind, pick),
             _ => {}
         }
+    }
+
+    /// Client `p` publishes message `id`; the model learns what it wrote.
+    fn publish(
+        &mut self,
+        p: usize,
+        chn: u16,
+        id: u64,
+        method: BasicPublish,
+        properties: Bytes,
+        body: Bytes,
+    ) {
+        let sent = Sent {
+            exchange: method.exchange.clone(),
+            routing_key: method.routing_key.clone(),
+            properties: properties.clone(),
+            body: body.clone(),
+        };
+        self.model().note_sent(id, sent);
+        self.peers[p]
+            .client
+            .send_publish(chn, method, &properties, &body);
     }
 
     /// Deliberate protocol errors.
@@ -1400,16 +1472,17 @@ impl Sim {
             7 => {
                 let id = self.next_msg;
                 self.next_msg += 1;
-                let cl = &mut self.peers[p].client;
-                cl.send_publish(
+                self.publish(
+                    p,
                     chn,
+                    id,
                     BasicPublish {
                         exchange: "missing-x".into(),
                         routing_key: "a".into(),
                         ..Default::default()
                     },
-                    &[0, 0],
-                    &message_body(id, 0),
+                    Bytes::from_static(&[0, 0]),
+                    message_body(id, 0, None),
                 );
             }
             8 => cl.send(
@@ -1469,16 +1542,17 @@ impl Sim {
                 5 => {
                     let id = self.next_msg;
                     self.next_msg += 1;
-                    let cl = &mut self.peers[p].client;
-                    cl.send_publish(
+                    self.publish(
+                        p,
                         chn,
+                        id,
                         BasicPublish {
                             routing_key: "q0".into(),
                             immediate: true,
                             ..Default::default()
                         },
-                        &[0, 0],
-                        &message_body(id, 0),
+                        Bytes::from_static(&[0, 0]),
+                        message_body(id, 0, None),
                     );
                 }
                 1 => cl.send(
@@ -1535,9 +1609,65 @@ fn binding_args(i: u8) -> FieldTable {
     t
 }
 
-fn message_properties(persistent: bool, headers: u8, priority: Option<u8>) -> Vec<u8> {
+/// What a publish looks like beyond the program's own fields, drawn per step: the other
+/// properties (every kind, nested header tables), a per-message TTL, and a body length at a
+/// frame boundary.
+#[derive(Default)]
+struct Shape {
+    /// Every optional property set, and a header table holding every field kind, nested.
+    rich: bool,
+    /// The `expiration` property (sometimes not a valid TTL: a deliberate error).
+    expiration: Option<&'static str>,
+    /// The `user_id` property (someone else than the user logged in: a deliberate error).
+    user_id: Option<&'static str>,
+    /// A body length at or around a multiple of the frame's payload size.
+    body_len: Option<usize>,
+}
+
+impl Shape {
+    fn draw(r: &mut Rng, frame_max: usize) -> Shape {
+        const TTLS: [&str; 8] = ["0", "1", "5", "50", "200", "1000", "5000", "30000"];
+        // Percentages.
+        let rich = r.chance(30);
+        let expiration = if r.chance(2) {
+            Some(if r.flip() { "-5" } else { "soon" })
+        } else if r.chance(25) {
+            Some(TTLS[r.below(TTLS.len() as u32) as usize])
+        } else {
+            None
+        };
+        let user_id = if r.chance(1) {
+            Some("mallory")
+        } else {
+            rich.then_some("guest")
+        };
+        // A body frame carries frame_max - 8 bytes; big frames get the boundary, rarely.
+        let payload = frame_max - 8;
+        let body_len = if frame_max <= 4096 && r.chance(25) {
+            let k = 1 + r.below(3) as usize;
+            Some((k * payload).saturating_add_signed(r.below(3) as isize - 1))
+        } else if r.chance(1) {
+            Some(payload - 1 + r.below(3) as usize)
+        } else {
+            None
+        };
+        Shape {
+            rich,
+            expiration,
+            user_id,
+            body_len,
+        }
+    }
+}
+
+fn message_properties(
+    persistent: bool,
+    headers: u8,
+    priority: Option<u8>,
+    shape: &Shape,
+) -> Vec<u8> {
     let s = |v: &str| FieldValue::LongStr(LongStr::from(v));
-    let headers = match headers {
+    let mut headers = match headers {
         1 => Some([("h1", "1")].as_slice()),
         2 => Some([("h2", "2")].as_slice()),
         3 => Some([("h1", "1"), ("h2", "2")].as_slice()),
@@ -1551,24 +1681,78 @@ fn message_properties(persistent: bool, headers: u8, priority: Option<u8>) -> Ve
         }
         t
     });
-    let props = BasicProperties {
+    let mut props = BasicProperties {
         delivery_mode: Some(if persistent { 2 } else { 1 }),
-        headers,
         priority,
+        expiration: shape.expiration.map(ShortStr::from),
+        user_id: shape.user_id.map(ShortStr::from),
         ..Default::default()
     };
+    if shape.rich {
+        let t = headers.get_or_insert_with(FieldTable::default);
+        t.insert("every-kind", FieldValue::Table(every_kind()));
+        t.insert(
+            "nested",
+            FieldValue::Array(vec![
+                FieldValue::Table(every_kind()),
+                FieldValue::Array(vec![s("deep"), FieldValue::Void]),
+            ]),
+        );
+        props.content_type = Some("application/json".into());
+        props.content_encoding = Some("gzip".into());
+        props.correlation_id = Some("corr-1".into());
+        props.reply_to = Some("replies".into());
+        props.message_id = Some("m-1".into());
+        props.timestamp = Some(1_700_000_000);
+        props.kind = Some("event".into());
+        props.app_id = Some("warren-sim".into());
+        props.cluster_id = Some("c".into());
+    }
+    props.headers = headers;
     let mut raw = Vec::new();
     props.encode(&mut raw);
     raw
 }
 
+/// A header table with a value of every field kind.
+fn every_kind() -> FieldTable {
+    let mut t = FieldTable::default();
+    t.insert("bool", FieldValue::Bool(true));
+    t.insert("i8", FieldValue::I8(-8));
+    t.insert("u8", FieldValue::U8(8));
+    t.insert("i16", FieldValue::I16(-16));
+    t.insert("u16", FieldValue::U16(16));
+    t.insert("i32", FieldValue::I32(-32));
+    t.insert("u32", FieldValue::U32(32));
+    t.insert("i64", FieldValue::I64(-64));
+    t.insert("f32", FieldValue::F32(0.5));
+    t.insert("f64", FieldValue::F64(-0.25));
+    t.insert(
+        "decimal",
+        FieldValue::Decimal {
+            scale: 2,
+            value: 314,
+        },
+    );
+    t.insert("longstr", FieldValue::LongStr(LongStr::from("text")));
+    t.insert(
+        "array",
+        FieldValue::Array(vec![FieldValue::I32(1), FieldValue::Void]),
+    );
+    t.insert("timestamp", FieldValue::Timestamp(1_700_000_000));
+    t.insert("void", FieldValue::Void);
+    t.insert("bytes", FieldValue::Bytes(LongStr::from(&[0u8, 0xff][..])));
+    t
+}
+
 /// An 8-byte id, then filler whose length depends on `size` (mostly small, sometimes several
 /// frames at a 4 KiB frame_max).
-fn message_body(id: u64, size: u8) -> Bytes {
-    let extra = match size {
-        0..=11 => usize::from(size) * 3,
-        12..=17 => 100 * usize::from(size),
-        18 => 5_000 + (id as usize % 3_000),
+fn message_body(id: u64, size: u8, len: Option<usize>) -> Bytes {
+    let extra = match (len, size) {
+        (Some(len), _) => len.saturating_sub(8),
+        (None, 0..=11) => usize::from(size) * 3,
+        (None, 12..=17) => 100 * usize::from(size),
+        (None, 18) => 5_000 + (id as usize % 3_000),
         _ => 0,
     };
     let mut b = Vec::with_capacity(8 + extra);
