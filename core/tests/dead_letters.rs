@@ -5,7 +5,7 @@
 mod support;
 
 use support::*;
-use warren_core::codec::{BasicProperties, FieldValue, QueueDeclare};
+use warren_core::codec::{BasicProperties, ExchangeDeclare, FieldValue, QueueDeclare};
 
 /// Queue `q{i}` holds nothing (`x-max-length` 0): whatever arrives dies at once ("maxlen")
 /// and goes on to `next` through the default exchange.
@@ -90,4 +90,87 @@ fn a_message_falls_down_a_chain_of_full_queues_hop_by_hop() {
 fn a_chain_of_400_full_queues_records_every_death() {
     // Each hop's x-death grows by an entry: ~400 re-encoded header tables, in one publish.
     run_chain(400);
+}
+
+/// The internal flag refuses a client's publish, not a dead letter: RabbitMQ checks it in
+/// the channel, so a queue may dead-letter into an internal exchange (checked on 3.10.8).
+#[test]
+fn a_dead_letter_goes_through_an_internal_exchange() {
+    let mut w = World::new();
+    let c = w.connect_channel();
+    w.client(c).declare_exchange_with(
+        1,
+        ExchangeDeclare {
+            exchange: "dlx".into(),
+            kind: "fanout".into(),
+            internal: true,
+            ..Default::default()
+        },
+    );
+    w.client(c).declare_queue(1, "dead");
+    w.client(c).bind_queue(1, "dead", "dlx", "");
+    w.client(c).declare_queue_with(
+        1,
+        QueueDeclare {
+            queue: "src".into(),
+            arguments: table(&[("x-dead-letter-exchange", "dlx")]),
+            ..Default::default()
+        },
+    );
+    w.client(c)
+        .publish(1, "", "src", &BasicProperties::default(), b"doomed");
+    let r = w.client(c).get(1, "src", false);
+    let tag = deliveries(&r)[0].delivery_tag();
+    w.client(c).reject(1, tag, false);
+    let r = w.client(c).get(1, "dead", true);
+    assert_eq!(bodies(&r), vec!["doomed"], "{r:?}");
+    let headers = deliveries(&r)[0].properties.headers.clone().unwrap();
+    let Some(FieldValue::Array(deaths)) = headers.get("x-death") else {
+        panic!("no x-death in {headers:?}");
+    };
+    let death = deaths[0].as_table().unwrap();
+    assert_eq!(
+        death.get("reason").and_then(FieldValue::as_str),
+        Some("rejected")
+    );
+    assert_eq!(death.get("exchange").and_then(FieldValue::as_str), Some(""));
+}
+
+/// RabbitMQ's cycle rule looks only at the deaths since the message last died in the queue
+/// it would enter: an old rejection further back does not let it go round again. Here `m1`
+/// was rejected in `a` once, then (when `m2` pushes it out of `a`) dies in `a` and `b`
+/// automatically, and is dropped instead of coming back to `a`.
+#[test]
+fn an_old_rejection_does_not_let_a_dead_letter_cycle_again() {
+    let mut w = World::new();
+    let c = w.connect_channel();
+    for (name, max, next) in [("a", 1, "b"), ("b", 0, "a")] {
+        let mut args = table(&[
+            ("x-dead-letter-exchange", ""),
+            ("x-dead-letter-routing-key", next),
+        ]);
+        args.insert("x-max-length", FieldValue::I32(max));
+        w.client(c).declare_queue_with(
+            1,
+            QueueDeclare {
+                queue: name.into(),
+                arguments: args,
+                ..Default::default()
+            },
+        );
+    }
+    w.client(c)
+        .publish(1, "", "a", &BasicProperties::default(), b"m1");
+    let r = w.client(c).get(1, "a", false);
+    let tag = deliveries(&r)[0].delivery_tag();
+    // Rejected in a, dropped by b (it holds nothing), back in a: the rejection broke that cycle.
+    w.client(c).reject(1, tag, false);
+    assert_eq!(w.broker().queue("/", "a").unwrap().len(), 1);
+    // m2 pushes m1 out of a; m1 dies in b again and, with no rejection since it last died
+    // in a, is dropped rather than pushing m2 out in turn.
+    w.client(c)
+        .publish(1, "", "a", &BasicProperties::default(), b"m2");
+    let r = w.client(c).get(1, "a", true);
+    assert_eq!(bodies(&r), vec!["m2"], "{r:?}");
+    assert_eq!(w.broker().queue("/", "b").unwrap().len(), 0);
 }

@@ -126,3 +126,40 @@ fn a_requeued_message_still_alive_goes_back_and_expires_on_time() {
         "expired 2 s after its publish"
     );
 }
+
+/// A length limit that drops the head uncovers the next message: past its TTL, it goes at
+/// once, in the same publish (RabbitMQ's queue looks at expiry after every drop). Here `b`
+/// expired behind `a`; `c` pushes `a` out, and `b` dies with it, before any timer.
+#[test]
+fn a_head_uncovered_by_a_length_limit_expires_at_once() {
+    let mut w = World::new();
+    w.conn_config.heartbeat = 0;
+    let c = w.connect_channel();
+    w.client(c).declare_queue(1, "dead");
+    let mut args = warren_core::codec::FieldTable::default();
+    args.insert("x-max-length", warren_core::codec::FieldValue::I32(2));
+    args.insert(
+        "x-dead-letter-exchange",
+        warren_core::codec::FieldValue::LongStr("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key",
+        warren_core::codec::FieldValue::LongStr("dead".into()),
+    );
+    w.client(c).declare_queue_with(
+        1,
+        QueueDeclare {
+            queue: "q".into(),
+            arguments: args,
+            ..Default::default()
+        },
+    );
+    publish(&mut w, c, "a", None);
+    publish(&mut w, c, "b", Some(10));
+    w.advance(50);
+    publish(&mut w, c, "c", None);
+    assert_eq!(w.broker().queue("/", "q").map(|q| q.len()), Some(1));
+    assert_eq!(w.broker().queue("/", "dead").map(|q| q.len()), Some(2));
+    let r = w.client(c).get(1, "q", true);
+    assert_eq!(bodies(&r), vec!["c"]);
+}

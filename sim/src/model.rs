@@ -35,6 +35,10 @@ use warren_core::{ConnId, Event, Message};
 
 use crate::client::Expect;
 
+mod limits;
+
+use limits::{by_value, DeadLetter, Death, Limits};
+
 pub type MsgId = u64;
 type Qid = u32;
 
@@ -61,8 +65,16 @@ pub struct Strictness {
     pub consumer_tag_first: bool,
 }
 
+/// One form of a message: as published, or as a dead letter (another exchange and routing
+/// key, `x-death` headers). Copies in queues point at a form by key ([`Inst::msg`]); the form
+/// of a published message has its message id as key.
 #[derive(Clone, Debug)]
 struct MsgInfo {
+    /// The message id its body starts with.
+    id: MsgId,
+    /// Compared byte for byte (as published); a dead letter's properties, which the broker
+    /// re-encodes, are compared by value (header tables in any order).
+    exact: bool,
     /// delivery_mode = 2: survives a restart in a durable queue.
     persistent: bool,
     exchange: ShortStr,
@@ -78,6 +90,7 @@ struct MsgInfo {
 /// One copy of a message in one queue.
 #[derive(Clone, Copy, Debug)]
 struct Inst {
+    /// The form it has (key into `Model::msgs`).
     msg: MsgId,
     /// Place in the queue's publish order: a requeued copy goes back here.
     seq: u64,
@@ -109,6 +122,8 @@ struct MQueue {
     expires: Option<u64>,
     /// When the queue was last used (for `x-expires`).
     last_used: u64,
+    /// Length limits, overflow and dead-lettering.
+    limits: Limits,
     /// Ready copies in delivery order: highest `prio` first, then ascending by `seq`.
     ready: VecDeque<Inst>,
     next_seq: u64,
@@ -217,6 +232,8 @@ struct Confirms {
     /// A `multiple` ack seen ahead of the publishes it covers: the broker folded the confirm of
     /// a later command of the batch into an earlier ack still queued.
     future_upto: u64,
+    /// Publishes a full queue refused (`x-overflow` reject-publish): nacked, not acked.
+    nacks: BTreeSet<u64>,
 }
 
 #[derive(Debug)]
@@ -448,6 +465,31 @@ pub fn headers_matches(args: &FieldTable, headers: Option<&FieldTable>) -> bool 
     }
 }
 
+impl Model {
+    /// How a message the broker sent differs from form `key` of it, if it does.
+    fn differs_from(&self, key: MsgId, message: &Message) -> Option<String> {
+        let info = &self.msgs[&key];
+        let sent = Sent {
+            exchange: info.exchange.clone(),
+            routing_key: info.rk.clone(),
+            properties: info.props.clone(),
+            body: info.body.clone(),
+        };
+        let props = if info.exact || by_value(message.properties()) != by_value(&info.props) {
+            message.properties()
+        } else {
+            &info.props
+        };
+        differs(
+            &sent,
+            message.exchange(),
+            message.routing_key(),
+            props,
+            message.body(),
+        )
+    }
+}
+
 /// How a message differs from what was published, if it does: the first field that does.
 fn differs(
     sent: &Sent,
@@ -575,6 +617,10 @@ pub struct Model {
     msgs: BTreeMap<MsgId, MsgInfo>,
     /// Every publish the clients wrote, by message id (see [`Sent`]).
     sent: BTreeMap<MsgId, Sent>,
+    /// Key of the next dead-letter form in `msgs` (above every message id).
+    next_form: MsgId,
+    /// Dead messages waiting to be republished.
+    dead_letters: VecDeque<DeadLetter>,
     queues: BTreeMap<Qid, MQueue>,
     names: BTreeMap<ShortStr, Qid>,
     next_qid: Qid,
@@ -592,6 +638,11 @@ pub struct Model {
     pub routed: u64,
     /// Messages dropped for their TTL.
     pub expired: u64,
+    /// Messages a full queue refused (reject-publish), dropped from its head (drop-head), and
+    /// republished dead letters.
+    pub refused: u64,
+    pub dropped: u64,
+    pub dead_lettered: u64,
     /// The broker's clock (ms): the time of the input being handled, set by the runner.
     pub now: u64,
     pub error_kinds: BTreeMap<String, u64>,
@@ -604,6 +655,8 @@ impl Model {
             late: None,
             msgs: BTreeMap::new(),
             sent: BTreeMap::new(),
+            next_form: 1 << 48,
+            dead_letters: VecDeque::new(),
             queues: BTreeMap::new(),
             names: BTreeMap::new(),
             next_qid: 1,
@@ -617,6 +670,9 @@ impl Model {
             published: 0,
             routed: 0,
             expired: 0,
+            refused: 0,
+            dropped: 0,
+            dead_lettered: 0,
             now: 0,
             error_kinds: BTreeMap::new(),
         };
@@ -729,6 +785,7 @@ impl Model {
                 }
             }
         }
+        self.drain_dead_letters();
     }
 
     /// A client wrote a publish of message `id` (before any of its bytes reach the broker).
@@ -1191,6 +1248,8 @@ impl Model {
                         TxOp::Nack(u, requeue) => {
                             if requeue {
                                 self.requeue(vec![u]);
+                            } else {
+                                self.dead_letter(u.queue, u.inst.msg, Death::Rejected);
                             }
                         }
                     }
@@ -1354,6 +1413,7 @@ impl Model {
                 .and_then(|n| u64::try_from(n).ok())
         };
         let (message_ttl, expires) = (ms("x-message-ttl"), ms("x-expires"));
+        let limits = Limits::of(arguments);
         let id = self.next_qid;
         self.next_qid += 1;
         self.queues.insert(
@@ -1368,6 +1428,7 @@ impl Model {
                 message_ttl,
                 expires,
                 last_used: self.now,
+                limits,
                 ready: VecDeque::new(),
                 next_seq: 0,
                 consumers: Vec::new(),
@@ -1444,6 +1505,8 @@ impl Model {
         self.msgs.insert(
             id,
             MsgInfo {
+                id,
+                exact: true,
                 persistent: matches!(peek_delivery_mode(props), Ok(Some(2))),
                 exchange: sent.exchange.clone(),
                 rk: sent.routing_key.clone(),
@@ -1506,8 +1569,18 @@ impl Model {
             self.expect_return(conn, ch, id);
         }
         if !in_tx {
+            let mut refused = false;
             for q in queues {
-                self.enqueue(q, id);
+                refused |= !self.enqueue(q, id);
+            }
+            if let (true, Some(s)) = (refused, seq) {
+                if early {
+                    self.late = Some(format!(
+                        "publish {s} on channel {ch} was acked, but a full queue refused it"
+                    ));
+                }
+                let cf = self.chan(conn, ch).confirm.as_mut().expect("confirm mode");
+                cf.nacks.insert(s);
             }
         }
         Ok(())
@@ -1530,13 +1603,25 @@ impl Model {
         rk: &ShortStr,
         headers: Option<&FieldTable>,
     ) -> Result<Vec<Qid>, Fault> {
+        self.route_from(exchange, rk, headers, true)
+    }
+
+    /// The queues a message reaches from `exchange`; a client may not publish to an internal
+    /// exchange (the broker may: dead letters).
+    fn route_from(
+        &self,
+        exchange: &ShortStr,
+        rk: &ShortStr,
+        headers: Option<&FieldTable>,
+        client: bool,
+    ) -> Result<Vec<Qid>, Fault> {
         if exchange.is_empty() {
             return Ok(self.names.get(rk).copied().into_iter().collect());
         }
         let Some(x) = self.exchanges.get(exchange) else {
             return Err(no_exchange(exchange));
         };
-        if x.internal {
+        if x.internal && client {
             return Err(ch_err(
                 403,
                 format_args!("cannot publish to internal exchange '{exchange}' in vhost '/'"),
@@ -1573,30 +1658,6 @@ impl Model {
         Ok(out.into_iter().collect())
     }
 
-    fn enqueue(&mut self, q: Qid, msg: MsgId) {
-        let (priority, expiration) = self
-            .msgs
-            .get(&msg)
-            .map_or((0, None), |m| (m.priority, m.expiration));
-        let now = self.now;
-        if let Some(q) = self.queues.get_mut(&q) {
-            let seq = q.next_seq;
-            q.next_seq += 1;
-            let prio = q.max_priority.map_or(0, |max| priority.min(max));
-            let ttl = match (q.message_ttl, expiration) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            q.insert_by_seq(Inst {
-                msg,
-                seq,
-                redelivered: false,
-                prio,
-                expires_at: ttl.map_or(NEVER, |t| now.saturating_add(t)),
-            });
-        }
-    }
-
     /// A declare or a get: the queue counts as used (`x-expires`), and expired messages at
     /// its head go first.
     fn use_queue(&mut self, id: Qid) {
@@ -1609,14 +1670,18 @@ impl Model {
     /// Drops the messages at the head of a queue whose TTL has passed. RabbitMQ looks only at
     /// the head, whenever it changes (after a fetch, a requeue) and when its timer fires: an
     /// expired message behind a live one waits until it reaches the head.
-    fn expire_heads(&mut self, id: Qid) {
+    pub(super) fn expire_heads(&mut self, id: Qid) {
         let now = self.now;
         let Some(q) = self.queues.get_mut(&id) else {
             return;
         };
+        let mut dead = Vec::new();
         while q.ready.front().is_some_and(|h| now > h.expires_at) {
-            q.ready.pop_front();
+            dead.extend(q.ready.pop_front());
             self.expired += 1;
+        }
+        for inst in dead {
+            self.dead_letter(id, inst.msg, Death::Expired);
         }
     }
 
@@ -1636,6 +1701,7 @@ impl Model {
             }
             self.expire_heads(id);
         }
+        self.drain_dead_letters();
     }
 
     fn settle(
@@ -1663,25 +1729,35 @@ impl Model {
             }
             return Ok(());
         }
-        if nack == Some(true) {
-            self.requeue(taken);
+        match nack {
+            Some(true) => self.requeue(taken),
+            Some(false) => {
+                for u in taken {
+                    self.dead_letter(u.queue, u.inst.msg, Death::Rejected);
+                }
+            }
+            None => {}
         }
         Ok(())
     }
 
     /// Deliveries go back to their queues, at their places, marked redelivered.
     fn requeue(&mut self, list: Vec<Unacked>) {
-        let mut touched = BTreeSet::new();
+        let mut touched = Vec::new();
         for u in list {
             if let Some(q) = self.queues.get_mut(&u.queue) {
                 q.insert_by_seq(Inst {
                     redelivered: true,
                     ..u.inst
                 });
-                touched.insert(u.queue);
+                if !touched.contains(&u.queue) {
+                    touched.push(u.queue);
+                }
             }
         }
-        // A requeued copy whose TTL passed while it was out goes as soon as it is back.
+        // A requeued copy whose TTL passed while it was out goes as soon as it is back. Each
+        // RabbitMQ queue does this on its own, so the order of their dead letters is free:
+        // the broker takes the queues in the order the requeue first touched them.
         for q in touched {
             self.expire_heads(q);
         }
@@ -1936,11 +2012,14 @@ impl Model {
                     method,
                     message,
                 },
-            ) if ch == channel && m == method && msg_id(message.body()) == Some(*msg) => {
-                let info = &self.msgs[msg];
-                if message.body() != &info.body || message.properties() != &info.props {
+            ) if ch == channel
+                && m == method
+                && msg_id(message.body()) == Some(self.msgs[msg].id) =>
+            {
+                if let Some(diff) = self.differs_from(*msg, message) {
                     return Err(format!(
-                        "message {msg} came back with another body or properties than published"
+                        "message {} came back otherwise than the model has it: {diff}",
+                        self.msgs[msg].id
                     ));
                 }
                 if let Method::BasicReturn(_) = method {
@@ -2138,11 +2217,13 @@ impl Model {
                 q.name
             ));
         };
-        if head.msg != msg {
-            let pos = q.ready.iter().position(|i| i.msg == msg);
+        let id_of = |i: &Inst| self.msgs[&i.msg].id;
+        if id_of(&head) != msg {
+            let pos = q.ready.iter().position(|i| id_of(i) == msg);
             return Err(format!(
                 "queue '{}' delivered message {msg} (at position {pos:?}) but its head is message {} — out of order, duplicated or lost",
-                q.name, head.msg
+                q.name,
+                id_of(&head)
             ));
         }
         if head.redelivered != redelivered {
@@ -2151,22 +2232,9 @@ impl Model {
                 head.redelivered
             ));
         }
-        let info = &self.msgs[&msg];
-        let sent = Sent {
-            exchange: info.exchange.clone(),
-            routing_key: info.rk.clone(),
-            properties: info.props.clone(),
-            body: info.body.clone(),
-        };
-        if let Some(diff) = differs(
-            &sent,
-            message.exchange(),
-            message.routing_key(),
-            message.properties(),
-            body,
-        ) {
+        if let Some(diff) = self.differs_from(head.msg, message) {
             return Err(format!(
-                "message {msg} delivered otherwise than published: {diff}"
+                "message {msg} delivered otherwise than the model has it: {diff}"
             ));
         }
         self.queues
@@ -2198,6 +2266,11 @@ impl Model {
             });
         }
         self.delivered += 1;
+        // Heads that expired during a dispatch die when the dispatch ends (the broker, like a
+        // RabbitMQ queue process, finishes delivering before it republishes them).
+        if !self.dispatch_goes_on(qid) {
+            self.drain_dead_letters();
+        }
         Ok(())
     }
 
@@ -2221,9 +2294,13 @@ impl Model {
             ));
         };
         if nack {
-            return Err(format!(
-                "publish {tag} on channel {ch} was nacked, but no queue could refuse it"
-            ));
+            // Only a publish a full queue refused is nacked, alone.
+            if multiple || !cf.nacks.remove(&tag) || !cf.pending.remove(&tag) {
+                return Err(format!(
+                    "publish {tag} (multiple={multiple}) on channel {ch} was nacked, but no full queue refused it"
+                ));
+            }
+            return Ok(());
         }
         let covered: Vec<u64> = if multiple {
             cf.pending.range(..=tag).copied().collect()
@@ -2242,6 +2319,11 @@ impl Model {
             ));
         }
         for s in covered {
+            if cf.nacks.contains(&s) {
+                return Err(format!(
+                    "publish {s} on channel {ch} was acked, but a full queue refused it"
+                ));
+            }
             if cf.awaiting_return.contains(&s) {
                 return Err(format!(
                     "publish {s} on channel {ch} was confirmed before its basic.return"
@@ -2251,6 +2333,26 @@ impl Model {
             self.confirmed += 1;
         }
         Ok(())
+    }
+
+    /// Whether a consumer can take a delivery now: prefetch, the connection's delivery window.
+    fn has_room(&self, conn: ConnId, ch: u16, tag: &ShortStr) -> bool {
+        self.conns
+            .get(&conn)
+            .filter(|c| c.window != Some(0))
+            .and_then(|c| c.channels.get(&ch))
+            .is_some_and(|c| c.has_room(tag))
+    }
+
+    /// Whether the broker's dispatch of a queue goes on to another delivery: it runs while
+    /// the queue holds a message and one of its consumers has room.
+    fn dispatch_goes_on(&self, qid: Qid) -> bool {
+        self.queues.get(&qid).is_some_and(|q| {
+            !q.ready.is_empty()
+                && q.consumers
+                    .iter()
+                    .any(|(conn, ch, tag)| self.has_room(*conn, *ch, tag))
+        })
     }
 
     /// After the command's events: everything expected came, nothing deliverable waits.
@@ -2269,13 +2371,7 @@ impl Model {
                 continue;
             }
             for (conn, ch, tag) in &q.consumers {
-                let room = self
-                    .conns
-                    .get(conn)
-                    .filter(|c| c.window != Some(0))
-                    .and_then(|c| c.channels.get(ch))
-                    .is_some_and(|c| c.has_room(tag));
-                if room {
+                if self.has_room(*conn, *ch, tag) {
                     return Err(format!(
                         "queue '{}' holds {} ready message(s) while its consumer '{tag}' (connection {}, channel {ch}) has room",
                         q.name,
@@ -2340,13 +2436,15 @@ impl Model {
                 ));
             }
             if let (Some(bh), Some(mh)) = (b.head(), q.ready.front()) {
-                if msg_id(bh.message.body()) != Some(mh.msg) || bh.redelivered != mh.redelivered {
+                if msg_id(bh.message.body()) != Some(self.msgs[&mh.msg].id)
+                    || bh.redelivered != mh.redelivered
+                {
                     return Err(format!(
                         "queue '{}': broker's head is message {:?} (redelivered={}), model's {} (redelivered={})",
                         q.name,
                         msg_id(bh.message.body()),
                         bh.redelivered,
-                        mh.msg,
+                        self.msgs[&mh.msg].id,
                         mh.redelivered
                     ));
                 }

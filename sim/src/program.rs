@@ -224,14 +224,47 @@ pub fn queue_max_priority(i: u8) -> Option<u8> {
     }
 }
 
-/// Time-driven arguments of queue `q{i}`: (`x-message-ttl`, `x-expires`), in ms. Fixed by the
-/// index, as priorities are: the lazy queue drops what waits longer than 1.5 s, and the
-/// durable auto-delete one goes after 4 s unused (its lease starts again at a restart).
-pub fn queue_timing(i: u8) -> (Option<u32>, Option<u32>) {
+/// A queue argument's value.
+#[derive(Clone, Copy, Debug)]
+pub enum Arg {
+    Int(i32),
+    Str(&'static str),
+}
+
+/// The TTL, expiry, length-limit and dead-letter arguments of queue `q{i}`, fixed by the index
+/// as priorities are (a redeclare must be equivalent). Together they make cycles: q0 dies into
+/// the fanout x1, q4 into amq.topic, q5 into x0, q3 straight into q4, q1 through the internal
+/// x4 (dead letters may go where clients may not publish).
+pub fn queue_arguments(i: u8) -> &'static [(&'static str, Arg)] {
+    use Arg::{Int, Str};
     match i % QUEUES {
-        4 => (Some(1_500), None),
-        5 => (None, Some(4_000)),
-        _ => (None, None),
+        0 => &[
+            ("x-max-length", Int(8)),
+            ("x-dead-letter-exchange", Str("x1")),
+        ],
+        1 => &[
+            ("x-dead-letter-exchange", Str("x4")),
+            ("x-dead-letter-routing-key", Str("a.b")),
+        ],
+        2 => &[
+            ("x-max-length", Int(3)),
+            ("x-overflow", Str("reject-publish")),
+        ],
+        3 => &[
+            ("x-max-length-bytes", Int(3_000)),
+            ("x-overflow", Str("reject-publish-dlx")),
+            ("x-dead-letter-exchange", Str("")),
+            ("x-dead-letter-routing-key", Str("q4")),
+        ],
+        4 => &[
+            ("x-message-ttl", Int(1_500)),
+            ("x-dead-letter-exchange", Str("amq.topic")),
+        ],
+        _ => &[
+            ("x-expires", Int(4_000)),
+            ("x-max-length", Int(4)),
+            ("x-dead-letter-exchange", Str("x0")),
+        ],
     }
 }
 

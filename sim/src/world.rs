@@ -30,8 +30,8 @@ use crate::client::{ChState, Client, Phase, MAX_CHANNELS};
 use crate::model::{Model, Sent, Strictness};
 use crate::oracle::Oracle;
 use crate::program::{
-    exchange_name, exchange_shape, publish_priority, queue_flags, queue_max_priority, queue_timing,
-    How, Op, BINDING_KEYS, EXCHANGES, PUBLISH_KEYS, QUEUES,
+    exchange_name, exchange_shape, publish_priority, queue_arguments, queue_flags,
+    queue_max_priority, Arg, How, Op, BINDING_KEYS, EXCHANGES, PUBLISH_KEYS, QUEUES,
 };
 use crate::rng::{Fnv, Rng, Source};
 
@@ -1100,16 +1100,14 @@ impl Sim {
                 if let Some(max) = (q < QUEUES).then(|| queue_max_priority(q)).flatten() {
                     arguments.insert("x-max-priority", FieldValue::I32(i32::from(max)));
                 }
-                let (ttl, expires) = if q < QUEUES {
-                    queue_timing(q)
-                } else {
-                    (None, None)
-                };
-                if let Some(ttl) = ttl {
-                    arguments.insert("x-message-ttl", FieldValue::I32(ttl as i32));
-                }
-                if let Some(expires) = expires {
-                    arguments.insert("x-expires", FieldValue::I32(expires as i32));
+                if q < QUEUES {
+                    for (key, value) in queue_arguments(q) {
+                        let value = match *value {
+                            Arg::Int(n) => FieldValue::I32(n),
+                            Arg::Str(s) => FieldValue::LongStr(LongStr::from(s)),
+                        };
+                        arguments.insert(*key, value);
+                    }
                 }
                 self.peers[p].client.send(
                     chn,

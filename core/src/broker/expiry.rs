@@ -190,7 +190,6 @@ impl Broker {
             time,
             original_expiration,
         );
-        let cycle_without_rejection = death_queues_without_rejection(&headers);
         props.headers = Some(headers);
         let mut raw = Vec::with_capacity(message.properties().len() + 128);
         props.encode(&mut raw);
@@ -201,7 +200,7 @@ impl Broker {
             message.body().clone(),
         );
         let mut targets = Vec::new();
-        if self.route(&vhost, &dead, &mut targets).is_err() {
+        if self.route(&vhost, &dead, false, &mut targets).is_err() {
             // A missing dead-letter exchange drops the message, as RabbitMQ does.
             return;
         }
@@ -210,7 +209,11 @@ impl Broker {
                 Some(tq) => tq.name.clone(),
                 None => continue,
             };
-            if cycle_without_rejection.contains(&name) {
+            if props
+                .headers
+                .as_ref()
+                .is_some_and(|h| is_automatic_cycle(h, reason, &name))
+            {
                 continue;
             }
             self.enqueue(t, dead.clone(), false);
@@ -281,23 +284,31 @@ fn record_death(
     }
 }
 
-/// Queues a message already died in, when none of its deaths was a rejection: routing it
-/// back to one of them would loop forever.
-fn death_queues_without_rejection(headers: &FieldTable) -> Vec<ShortStr> {
-    let Some(FieldValue::Array(deaths)) = headers.get("x-death") else {
-        return Vec::new();
-    };
-    let tables = deaths.iter().filter_map(FieldValue::as_table);
-    if tables
-        .clone()
-        .any(|t| t.get("reason").and_then(FieldValue::as_str) == Some("rejected"))
-    {
-        return Vec::new();
+/// Would a dead letter that just died for `reason` go round an automatic cycle by entering
+/// `queue`? RabbitMQ's rule: never after a rejection (a client decided); otherwise a cycle is
+/// the deaths up to and including the last one in `queue` (`x-death` is newest first), and it
+/// is dropped when none of them was a rejection.
+fn is_automatic_cycle(headers: &FieldTable, reason: DeathReason, queue: &str) -> bool {
+    if reason == DeathReason::Rejected {
+        return false;
     }
-    tables
-        .filter_map(|t| t.get("queue").and_then(FieldValue::as_str))
-        .map(ShortStr::from)
-        .collect()
+    let Some(FieldValue::Array(deaths)) = headers.get("x-death") else {
+        return false;
+    };
+    let queue_of = |v: &FieldValue| {
+        v.as_table()
+            .and_then(|t| t.get("queue"))
+            .and_then(FieldValue::as_str)
+            .map(|q| q == queue)
+    };
+    let Some(last) = deaths.iter().position(|v| queue_of(v) == Some(true)) else {
+        return false;
+    };
+    // Anything but a table in x-death was put there by a client: not automatic.
+    deaths[..=last].iter().all(|v| {
+        v.as_table()
+            .is_some_and(|t| t.get("reason").and_then(FieldValue::as_str) != Some("rejected"))
+    })
 }
 
 fn long(s: &str) -> FieldValue {

@@ -50,7 +50,7 @@ impl Broker {
         }
         let mut queues = core::mem::take(&mut self.route_scratch);
         queues.clear();
-        let routed = self.route(&vhost, &message, &mut queues);
+        let routed = self.route(&vhost, &message, true, &mut queues);
         if let Err(fault) = routed {
             self.route_scratch = queues;
             return Err(fault);
@@ -182,11 +182,14 @@ impl Broker {
         Ok(())
     }
 
-    /// Finds the queues a message goes to, following exchange-to-exchange bindings.
+    /// Finds the queues a message goes to, following exchange-to-exchange bindings. Only a
+    /// client's publish is refused at an internal exchange: dead letters go through one (as
+    /// in RabbitMQ, whose internal flag is checked by the channel, not by routing).
     pub(crate) fn route(
         &mut self,
         vhost: &ShortStr,
         message: &Message,
+        from_client: bool,
         out: &mut Vec<QueueId>,
     ) -> Result<(), Fault> {
         let v = &self.vhosts[vhost];
@@ -201,7 +204,7 @@ impl Broker {
         let ex = v.exchanges.get(exchange).ok_or_else(|| {
             channel_fault!(NOT_FOUND, "no exchange '{exchange}' in vhost '{vhost}'")
         })?;
-        if ex.internal {
+        if from_client && ex.internal {
             return Err(channel_fault!(
                 ACCESS_REFUSED,
                 "cannot publish to internal exchange '{exchange}' in vhost '{vhost}'"
@@ -298,7 +301,10 @@ impl Broker {
             self.watch_time(queue);
         }
         if over {
+            // A new head after a drop may be past its TTL: it goes now, as RabbitMQ's queue
+            // looks at expiry whenever a length limit dropped its head.
             self.enforce_length(queue);
+            self.expire_head(queue);
         }
         if has_consumers {
             self.dirty.push(queue);
