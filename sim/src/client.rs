@@ -121,6 +121,11 @@ pub struct Client {
     pub last_recv_ms: u64,
     /// Not reading, not writing.
     pub stalled: bool,
+    /// The server said `connection.blocked` (a resource alarm paused our publishing) and has
+    /// not yet said `connection.unblocked`.
+    pub blocked: bool,
+    /// Publishes sent since connecting: a server blocks only a connection that published.
+    pub published: u64,
     pub chans: Vec<Chan>,
     /// Server-named queues we declared.
     pub server_named: Vec<ShortStr>,
@@ -153,6 +158,8 @@ impl Client {
             last_send_ms: 0,
             last_recv_ms: 0,
             stalled: false,
+            blocked: false,
+            published: 0,
             chans: (0..=MAX_CHANNELS).map(|_| Chan::new()).collect(),
             server_named: Vec::new(),
             partial: Vec::new(),
@@ -193,6 +200,7 @@ impl Client {
     }
 
     pub fn send_publish(&mut self, channel: u16, p: BasicPublish, props: &[u8], body: &[u8]) {
+        self.published += 1;
         if let Some(c) = self.chans.get_mut(usize::from(channel)) {
             if c.confirm {
                 c.published += 1;
@@ -321,6 +329,25 @@ impl Client {
             Method::ConnectionClose(close) => {
                 self.local_close == Some(close.reply_code)
                     && self.expected.front().is_none_or(|e| e.method != m)
+            }
+            // The connection blocks itself at a publish during an alarm, and unblocks when
+            // the alarm clears: once each, in that order, and only after we published.
+            Method::ConnectionBlocked(_) => {
+                if self.blocked || self.published == 0 {
+                    return Err(format!(
+                        "connection.blocked (blocked already: {}, publishes sent: {})",
+                        self.blocked, self.published
+                    ));
+                }
+                self.blocked = true;
+                return Ok(());
+            }
+            Method::ConnectionUnblocked(_) => {
+                if !self.blocked {
+                    return Err("connection.unblocked without connection.blocked".into());
+                }
+                self.blocked = false;
+                return Ok(());
             }
             _ => false,
         };

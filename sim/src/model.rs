@@ -220,6 +220,8 @@ struct MConsumer {
     unacked: u32,
     /// consume-ok has gone out (deliveries may follow).
     announced: bool,
+    /// `x-priority`: a queue delivers to its highest-priority consumers that have room.
+    priority: i64,
 }
 
 #[derive(Debug, Default)]
@@ -329,6 +331,9 @@ struct MConn {
     window: Option<u64>,
     channels: BTreeMap<u16, MChannel>,
     exclusive: Vec<Qid>,
+    /// It published during the memory alarm: the connection reads nothing more until the
+    /// alarm clears.
+    blocked: bool,
 }
 
 /// What the broker must emit for the command being handled.
@@ -545,6 +550,7 @@ pub fn msg_id(body: &[u8]) -> Option<MsgId> {
 }
 
 /// A command as the model reads it: taken from the [`Command`] before the broker consumes it.
+#[derive(Debug)]
 pub enum Cmd {
     Login {
         notify: bool,
@@ -614,6 +620,8 @@ pub struct Model {
     pub strict: Strictness,
     /// A violation found while applying a command (checked by `end_command`).
     late: Option<String>,
+    /// The memory alarm is on.
+    alarm: bool,
     msgs: BTreeMap<MsgId, MsgInfo>,
     /// Every publish the clients wrote, by message id (see [`Sent`]).
     sent: BTreeMap<MsgId, Sent>,
@@ -653,6 +661,7 @@ impl Model {
         let mut m = Model {
             strict,
             late: None,
+            alarm: false,
             msgs: BTreeMap::new(),
             sent: BTreeMap::new(),
             next_form: 1 << 48,
@@ -705,6 +714,18 @@ impl Model {
     /// The broker handled `cmd` from `conn`: apply it, noting what must come out.
     pub fn on_command(&mut self, conn: ConnId, cmd: &Cmd) {
         self.exp.clear();
+        if let Some(c) = self.conns.get_mut(&conn) {
+            let read = matches!(cmd, Cmd::Method { .. } | Cmd::Publish { .. });
+            if read && c.blocked {
+                self.late = Some(format!(
+                    "connection {} was read while blocked by the memory alarm: {cmd:?}",
+                    conn.0
+                ));
+            }
+            if self.alarm && matches!(cmd, Cmd::Publish { .. }) {
+                c.blocked = true;
+            }
+        }
         match cmd {
             Cmd::Login { notify } => {
                 self.conns.insert(
@@ -715,6 +736,7 @@ impl Model {
                         window: None,
                         channels: BTreeMap::new(),
                         exclusive: Vec::new(),
+                        blocked: false,
                     },
                 );
                 self.expect(conn, Exp::LoginOk);
@@ -786,6 +808,16 @@ impl Model {
             }
         }
         self.drain_dead_letters();
+    }
+
+    /// The memory alarm is raised or cleared (before the broker hears of it).
+    pub fn set_alarm(&mut self, on: bool) {
+        self.alarm = on;
+        if !on {
+            for c in self.conns.values_mut() {
+                c.blocked = false;
+            }
+        }
     }
 
     /// A client wrote a publish of message `id` (before any of its bytes reach the broker).
@@ -1104,6 +1136,17 @@ impl Model {
                 } else {
                     (m.consumer_tag.clone(), true)
                 };
+                let priority = match m.arguments.get("x-priority") {
+                    None => 0,
+                    Some(v) => v.as_i64().ok_or_else(|| {
+                        ch_err(
+                            406,
+                            format_args!(
+                                "invalid arg 'x-priority' for consumer of queue '{name}' in vhost '/'"
+                            ),
+                        )
+                    })?,
+                };
                 let c = self.chan(conn, ch);
                 let prefetch = c.consumer_prefetch;
                 c.consumers.insert(
@@ -1114,6 +1157,7 @@ impl Model {
                         prefetch,
                         unacked: 0,
                         announced: false,
+                        priority,
                     },
                 );
                 let now = self.now;
@@ -2207,7 +2251,16 @@ impl Model {
                 c.next_tag
             ));
         }
-        let (qid, no_ack) = (cons.queue, cons.no_ack);
+        let (qid, no_ack, priority) = (cons.queue, cons.no_ack, cons.priority);
+        if let Some((_, _, other)) = self.queues.get(&qid).and_then(|q| {
+            q.consumers.iter().find(|(oc, och, otag)| {
+                self.consumer_priority(*oc, *och, otag) > priority && self.has_room(*oc, *och, otag)
+            })
+        }) {
+            return Err(format!(
+                "delivery of message {msg} to consumer '{ctag}' (x-priority {priority}) while '{other}', of higher priority, has room"
+            ));
+        }
         let Some(q) = self.queues.get_mut(&qid) else {
             return Err(format!("delivery from queue {qid}, which is gone"));
         };
@@ -2342,6 +2395,14 @@ impl Model {
             .filter(|c| c.window != Some(0))
             .and_then(|c| c.channels.get(&ch))
             .is_some_and(|c| c.has_room(tag))
+    }
+
+    fn consumer_priority(&self, conn: ConnId, ch: u16, tag: &ShortStr) -> i64 {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.channels.get(&ch))
+            .and_then(|c| c.consumers.get(tag))
+            .map_or(0, |c| c.priority)
     }
 
     /// Whether the broker's dispatch of a queue goes on to another delivery: it runs while
@@ -2518,6 +2579,7 @@ impl Model {
     /// persistent messages — ready or delivered and unsettled — in queue order, delivered ones
     /// marked redelivered.
     pub fn restart(&mut self) {
+        self.alarm = false;
         let mut held: BTreeMap<Qid, Vec<Inst>> = BTreeMap::new();
         for c in std::mem::take(&mut self.conns).into_values() {
             for ch in c.channels.into_values() {

@@ -175,6 +175,10 @@ pub struct Stats {
     pub delivered: u64,
     /// Messages the model dropped for their TTL.
     pub expired: u64,
+    /// Messages republished to a dead-letter exchange.
+    pub dead_lettered: u64,
+    /// Memory alarms raised.
+    pub alarms: u64,
     pub confirmed: u64,
     pub errors: u64,
     pub published: u64,
@@ -193,6 +197,8 @@ impl Stats {
         self.connections += o.connections;
         self.delivered += o.delivered;
         self.expired += o.expired;
+        self.dead_lettered += o.dead_lettered;
+        self.alarms += o.alarms;
         self.confirmed += o.confirmed;
         self.errors += o.errors;
         self.published += o.published;
@@ -275,6 +281,8 @@ pub struct Sim {
     config: ConnectionConfig,
     seed: u64,
     restarts: u64,
+    /// The memory alarm is on.
+    alarm: bool,
     /// When the running broker process started (sim ms): its clock counts from there, as a
     /// restarted process's monotonic clock does.
     epoch: u64,
@@ -324,6 +332,7 @@ impl Sim {
             flow: Rng::new(seed ^ 0x666c_6f77_6374_6c21),
             seed,
             restarts: 0,
+            alarm: false,
             epoch: 0,
             shape: Rng::new(seed),
             next_msg: 1,
@@ -410,6 +419,7 @@ impl Sim {
         let model = &oracle.model;
         self.stats.delivered = model.delivered;
         self.stats.expired = model.expired;
+        self.stats.dead_lettered = model.dead_lettered;
         self.stats.confirmed = model.confirmed;
         self.stats.errors = model.errors;
         self.stats.published = model.published;
@@ -425,6 +435,13 @@ impl Sim {
     }
 
     fn step(&mut self, op: &Op) -> R {
+        // A memory alarm comes (1% of steps) and goes (10%), whatever the state, so that a
+        // step's choice does not depend on the steps before it (shrinking keeps it).
+        match self.shape.below(100) {
+            0 => self.set_alarm(true)?,
+            90.. => self.set_alarm(false)?,
+            _ => {}
+        }
         // Stalls end by themselves after a while (50 steps on average).
         for p in 0..self.peers.len() {
             if self.peers[p].client.stalled && self.net.chance(2) {
@@ -445,6 +462,21 @@ impl Sim {
             self.settle()?;
         }
         Ok(())
+    }
+
+    /// Raises or clears the memory alarm: connections that publish while it is on stop
+    /// being read until it clears.
+    fn set_alarm(&mut self, on: bool) -> R {
+        if self.alarm == on {
+            return Ok(());
+        }
+        self.alarm = on;
+        self.stats.alarms += u64::from(on);
+        let t = self.clock();
+        self.model().set_alarm(on);
+        self.pump.set_resource_alarm(on.then_some("memory"), t);
+        self.after_pump()?;
+        self.model().end_command()
     }
 
     /// The end of a run: everyone reads again, everything is delivered and checked.
@@ -577,6 +609,8 @@ impl Sim {
 
     /// Delivers everything in flight until nothing moves, then checks the whole state.
     pub fn settle(&mut self) -> R {
+        // Blocked publishers wait for the alarm: settling means it is over.
+        self.set_alarm(false)?;
         let mut rounds = 0;
         while self.pump(true)? {
             rounds += 1;
@@ -839,6 +873,8 @@ impl Sim {
             storage,
         );
         self.pump = Pump::with_observer(broker, self.config.clone(), oracle);
+        // A new broker process starts without an alarm.
+        self.alarm = false;
         for peer in &mut self.peers {
             peer.link = None;
             peer.client.reset();
@@ -1217,6 +1253,8 @@ impl Sim {
                     ShortStr::from("")
                 };
                 cl.chan(chn).pending_consumes.push_back(no_ack);
+                let arguments = consumer_arguments(&mut self.shape);
+                let cl = &mut self.peers[p].client;
                 cl.send(
                     chn,
                     BasicConsume {
@@ -1224,6 +1262,7 @@ impl Sim {
                         consumer_tag,
                         no_ack,
                         exclusive,
+                        arguments,
                         ..Default::default()
                     },
                 );
@@ -1605,6 +1644,22 @@ fn binding_args(i: u8) -> FieldTable {
         _ => {}
     }
     t
+}
+
+/// A consumer's arguments, drawn from the step's shape stream (programs stay as they were):
+/// a third of consumers have an `x-priority`, in one of the integer types clients send.
+fn consumer_arguments(r: &mut Rng) -> FieldTable {
+    let mut args = FieldTable::default();
+    if r.chance(33) {
+        let priority = [-2i64, 0, 1, 5][r.below(4) as usize];
+        let value = match r.below(3) {
+            0 => FieldValue::I8(priority as i8),
+            1 => FieldValue::I32(priority as i32),
+            _ => FieldValue::I64(priority),
+        };
+        args.insert("x-priority", value);
+    }
+    args
 }
 
 /// What a publish looks like beyond the program's own fields, drawn per step: the other

@@ -170,6 +170,13 @@ impl World {
     }
 
     /// Shuttles bytes, commands and events until nothing moves.
+    /// Raises (`Some(reason)`) or clears (`None`) the broker's resource alarm, as a memory
+    /// monitor would, and lets the world run.
+    pub fn set_resource_alarm(&mut self, reason: Option<&str>) {
+        self.pump.set_resource_alarm(reason, self.now);
+        self.drive();
+    }
+
     pub fn drive(&mut self) {
         for _ in 0..10_000 {
             if !self.step() {

@@ -355,7 +355,8 @@ impl Broker {
             return;
         }
         c.vhost = Some(vhost);
-        self.emit(conn, Event::OpenOk);
+        // The alarm goes first: open-ok lets the connection read what the client pipelined
+        // behind connection.open, and a publish there must already find the alarm on.
         if let Some(reason) = self.alarm.clone() {
             self.emit(
                 conn,
@@ -364,6 +365,7 @@ impl Broker {
                 },
             );
         }
+        self.emit(conn, Event::OpenOk);
     }
 
     /// Raises a fault: tears down the channel or connection and tells the connection.
