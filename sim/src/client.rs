@@ -8,9 +8,11 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use warren_core::codec::{
-    decode_frame, encode_content, encode_heartbeat, encode_method_frame, BasicPublish,
-    ChannelCloseOk, ConnectionCloseOk, ContentHeader, FrameKind, Method, ShortStr,
+    decode_frame, encode_content, encode_heartbeat, encode_method_frame, BasicProperties,
+    BasicPublish, ChannelCloseOk, ConnectionCloseOk, ContentHeader, FrameKind, Method, ShortStr,
 };
+
+use crate::model::REPLY_TO_PREFIX;
 
 /// Highest channel number a client uses.
 pub const MAX_CHANNELS: u16 = 4;
@@ -126,6 +128,9 @@ pub struct Client {
     pub blocked: bool,
     /// Publishes sent since connecting: a server blocks only a connection that published.
     pub published: u64,
+    /// Direct reply-to addresses seen in messages received (kept across reconnects, so that
+    /// replies also go to consumers that are gone).
+    pub reply_addresses: Vec<ShortStr>,
     pub chans: Vec<Chan>,
     /// Server-named queues we declared.
     pub server_named: Vec<ShortStr>,
@@ -160,6 +165,7 @@ impl Client {
             stalled: false,
             blocked: false,
             published: 0,
+            reply_addresses: Vec::new(),
             chans: (0..=MAX_CHANNELS).map(|_| Chan::new()).collect(),
             server_named: Vec::new(),
             partial: Vec::new(),
@@ -179,7 +185,9 @@ impl Client {
         let next_ctag = self.next_ctag;
         let strict = self.strict_close;
         let answers = self.answers_crossed_close;
+        let addresses = std::mem::take(&mut self.reply_addresses);
         *self = Client::new();
+        self.reply_addresses = addresses;
         self.next_ctag = next_ctag;
         self.strict_close = strict;
         self.answers_crossed_close = answers;
@@ -377,7 +385,25 @@ impl Client {
                 ));
             }
         }
+        if let Some((props, _)) = &content {
+            self.note_reply_address(props);
+        }
         self.learn(ch, m)
+    }
+
+    /// Remembers a direct reply-to address a message carries (the last few).
+    fn note_reply_address(&mut self, props: &[u8]) {
+        let Ok(p) = BasicProperties::decode(props) else {
+            return;
+        };
+        if let Some(to) = p.reply_to.filter(|t| t.starts_with(REPLY_TO_PREFIX)) {
+            if !self.reply_addresses.contains(&to) {
+                if self.reply_addresses.len() == 4 {
+                    self.reply_addresses.remove(0);
+                }
+                self.reply_addresses.push(to);
+            }
+        }
     }
 
     /// Updates what the client knows, and answers what a client library answers.

@@ -36,8 +36,11 @@ use warren_core::{ConnId, Event, Message};
 use crate::client::Expect;
 
 mod limits;
+mod reply_to;
 
 use limits::{by_value, DeadLetter, Death, Limits};
+use reply_to::{PendingReply, ReplyConsumer};
+pub use reply_to::{REPLY_TO, REPLY_TO_PREFIX};
 
 pub type MsgId = u64;
 type Qid = u32;
@@ -251,6 +254,8 @@ struct MChannel {
     confirm: Option<Confirms>,
     tx: Option<Vec<TxOp>>,
     last_queue: Option<ShortStr>,
+    /// Its direct reply-to consumer.
+    reply: Option<ReplyConsumer>,
 }
 
 impl MChannel {
@@ -265,6 +270,7 @@ impl MChannel {
             confirm: None,
             tx: None,
             last_queue: None,
+            reply: None,
         }
     }
 
@@ -474,16 +480,20 @@ impl Model {
     /// How a message the broker sent differs from form `key` of it, if it does.
     fn differs_from(&self, key: MsgId, message: &Message) -> Option<String> {
         let info = &self.msgs[&key];
+        let expected = match self.resolve_reply_to(&info.props, message.properties()) {
+            Ok(p) => p,
+            Err(e) => return Some(e),
+        };
         let sent = Sent {
             exchange: info.exchange.clone(),
             routing_key: info.rk.clone(),
-            properties: info.props.clone(),
+            properties: expected.clone(),
             body: info.body.clone(),
         };
-        let props = if info.exact || by_value(message.properties()) != by_value(&info.props) {
+        let props = if info.exact || by_value(message.properties()) != by_value(&expected) {
             message.properties()
         } else {
-            &info.props
+            &expected
         };
         differs(
             &sent,
@@ -627,6 +637,12 @@ pub struct Model {
     sent: BTreeMap<MsgId, Sent>,
     /// Key of the next dead-letter form in `msgs` (above every message id).
     next_form: MsgId,
+    /// Number of the last reply consumer.
+    next_reply: u64,
+    /// The broker's reply address key of each reply consumer, once seen.
+    reply_keys: std::cell::RefCell<BTreeMap<u64, ShortStr>>,
+    /// Replies the broker must deliver during the command being handled.
+    replies: VecDeque<PendingReply>,
     /// Dead messages waiting to be republished.
     dead_letters: VecDeque<DeadLetter>,
     queues: BTreeMap<Qid, MQueue>,
@@ -665,6 +681,9 @@ impl Model {
             msgs: BTreeMap::new(),
             sent: BTreeMap::new(),
             next_form: 1 << 48,
+            next_reply: 0,
+            reply_keys: Default::default(),
+            replies: VecDeque::new(),
             dead_letters: VecDeque::new(),
             queues: BTreeMap::new(),
             names: BTreeMap::new(),
@@ -1099,6 +1118,9 @@ impl Model {
                 }
                 self.reply(conn, ch, BasicQosOk);
             }
+            Method::BasicConsume(m) if m.queue.as_str() == REPLY_TO => {
+                self.consume_reply_to(conn, ch, m)?;
+            }
             Method::BasicConsume(m) => {
                 let reused = |s: &mut Self| {
                     if !m.consumer_tag.is_empty()
@@ -1172,8 +1194,11 @@ impl Model {
                 }
             }
             Method::BasicCancel(m) => {
-                if let Some(c) = self.chan(conn, ch).consumers.remove(&m.consumer_tag) {
+                let c = self.chan(conn, ch);
+                if let Some(c) = c.consumers.remove(&m.consumer_tag) {
                     self.detach(conn, ch, &m.consumer_tag, c.queue);
+                } else if c.reply.as_ref().is_some_and(|r| r.tag == m.consumer_tag) {
+                    c.reply = None;
                 }
                 self.reply(
                     conn,
@@ -1527,6 +1552,7 @@ impl Model {
                 ));
             }
         }
+        let request = self.request_properties(conn, ch, props)?;
         let Some(id) = msg_id(body) else {
             self.late = Some(format!(
                 "the broker took a publish whose body ({} bytes) starts with no message id",
@@ -1545,12 +1571,13 @@ impl Model {
                 "the connection made publish of message {id} into something else than the client sent: {diff}"
             ));
         }
-        let props = &sent.properties;
+        let exact = request.is_none();
+        let props = request.as_ref().unwrap_or(&sent.properties);
         self.msgs.insert(
             id,
             MsgInfo {
                 id,
-                exact: true,
+                exact,
                 persistent: matches!(peek_delivery_mode(props), Ok(Some(2))),
                 exchange: sent.exchange.clone(),
                 rk: sent.routing_key.clone(),
@@ -1564,31 +1591,17 @@ impl Model {
             },
         );
         let (exchange, rk) = (&sent.exchange, &sent.routing_key);
+        if let Some(key) = rk
+            .strip_prefix(REPLY_TO_PREFIX)
+            .filter(|_| exchange.is_empty())
+        {
+            return self.publish_reply(conn, ch, mandatory, id, key);
+        }
         let headers = peek_headers(props).ok().flatten();
         let queues = self.route(exchange, rk, headers.as_ref())?;
         self.published += 1;
         self.routed += queues.len() as u64;
-        let c = self.chan(conn, ch);
-        let mut early = false;
-        let seq = c.confirm.as_mut().map(|cf| {
-            let s = cf.next_seq;
-            cf.next_seq += 1;
-            if s <= cf.future_upto {
-                early = true;
-            } else {
-                cf.pending.insert(s);
-            }
-            s
-        });
-        if early {
-            self.confirmed += 1;
-            if queues.is_empty() && mandatory {
-                self.late = Some(format!(
-                    "publish {} on channel {ch} was confirmed before its basic.return",
-                    seq.unwrap_or(0)
-                ));
-            }
-        }
+        let (seq, early) = self.take_publish_seq(conn, ch, queues.is_empty() && mandatory);
         let c = self.chan(conn, ch);
         let unroutable = queues.is_empty() && mandatory;
         let in_tx = c.tx.is_some();
@@ -1628,6 +1641,33 @@ impl Model {
             }
         }
         Ok(())
+    }
+
+    /// The publisher-confirm sequence number of a publish on `ch`, if in confirm mode, and
+    /// whether its ack already came (folded into an earlier ack of the batch).
+    fn take_publish_seq(&mut self, conn: ConnId, ch: u16, returned: bool) -> (Option<u64>, bool) {
+        let c = self.chan(conn, ch);
+        let mut early = false;
+        let seq = c.confirm.as_mut().map(|cf| {
+            let s = cf.next_seq;
+            cf.next_seq += 1;
+            if s <= cf.future_upto {
+                early = true;
+            } else {
+                cf.pending.insert(s);
+            }
+            s
+        });
+        if early {
+            self.confirmed += 1;
+            if returned {
+                self.late = Some(format!(
+                    "publish {} on channel {ch} was confirmed before its basic.return",
+                    seq.unwrap_or(0)
+                ));
+            }
+        }
+        (seq, early)
     }
 
     fn expect_return(&mut self, conn: ConnId, ch: u16, msg: MsgId) {
@@ -2214,6 +2254,23 @@ impl Model {
         };
         // Checked here, taken once every check has passed (a failed check may mean the event
         // belongs to the next command, which checks it again).
+        let Some(c) = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.channels.get_mut(&ch))
+        else {
+            return Err(format!(
+                "delivery of message {msg} to channel {ch}, which is not open"
+            ));
+        };
+        // A queue consumer may reuse the reply consumer's tag (neither RabbitMQ nor the
+        // broker checks one against the other): a reply is what a publish sent there.
+        let reply_tag = c.reply.as_ref().is_some_and(|r| r.tag == *ctag);
+        let queue_tag = c.consumers.contains_key(ctag);
+        if reply_tag && (!queue_tag || self.reply_waiting(conn, ch, msg)) {
+            return self.check_reply_delivery(conn, ch, dtag, redelivered, message);
+        }
+        // Replies are never held back; queue deliveries wait for credit.
         if self.conns.get(&conn).is_some_and(|c| c.window == Some(0)) {
             return Err(format!(
                 "delivery of message {msg} to connection {} with no delivery credit left",
@@ -2419,6 +2476,9 @@ impl Model {
     /// After the command's events: everything expected came, nothing deliverable waits.
     pub fn end_command(&mut self) -> Result<(), String> {
         if let Some(e) = self.late.take() {
+            return Err(e);
+        }
+        if let Some(e) = self.undelivered_reply() {
             return Err(e);
         }
         if let Some((conn, e, _)) = self.exp.iter().find(|(_, _, done)| !done) {

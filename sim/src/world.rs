@@ -27,7 +27,7 @@ use warren_core::{ConnId, Pump};
 use warren_testkit::Handshake;
 
 use crate::client::{ChState, Client, Phase, MAX_CHANNELS};
-use crate::model::{Model, Sent, Strictness};
+use crate::model::{Model, Sent, Strictness, REPLY_TO};
 use crate::oracle::Oracle;
 use crate::program::{
     exchange_name, exchange_shape, publish_priority, queue_arguments, queue_flags,
@@ -1244,7 +1244,14 @@ impl Sim {
                 named,
                 ..
             } => {
-                let queue = qname(self, q);
+                // Some consumers are direct reply-to consumers (named; a tenth of them ask to
+                // ack, which is refused).
+                let reply_to = self.shape.chance(8);
+                let (queue, named, no_ack) = if reply_to {
+                    (ShortStr::from(REPLY_TO), true, !self.shape.chance(10))
+                } else {
+                    (qname(self, q), named, no_ack)
+                };
                 let cl = &mut self.peers[p].client;
                 let consumer_tag = if named {
                     cl.next_ctag += 1;
@@ -1359,10 +1366,16 @@ impl Sim {
             } => {
                 let in_tx = self.peers[p].client.chan(chn).tx;
                 let mandatory = mandatory && !(in_tx && self.opts.workarounds.no_tx_mandatory);
-                let exchange: ShortStr = exchange_name(x).into();
-                let routing_key: ShortStr = PUBLISH_KEYS[usize::from(key)].into();
+                let mut exchange: ShortStr = exchange_name(x).into();
+                let mut routing_key: ShortStr = PUBLISH_KEYS[usize::from(key)].into();
                 let frame_max = self.peers[p].client.frame_max as usize;
                 let shape = Shape::draw(&mut self.shape, frame_max);
+                // A reply to a direct reply-to address this client has seen.
+                let addresses = &self.peers[p].client.reply_addresses;
+                if let Some(pick) = shape.reply.filter(|_| !addresses.is_empty()) {
+                    exchange = "".into();
+                    routing_key = addresses[pick as usize % addresses.len()].clone();
+                }
                 let props =
                     message_properties(persistent, headers, publish_priority(key, size), &shape);
                 for _ in 0..count {
@@ -1673,6 +1686,10 @@ struct Shape {
     expiration: Option<&'static str>,
     /// The `user_id` property (someone else than the user logged in: a deliberate error).
     user_id: Option<&'static str>,
+    /// `reply_to = amq.rabbitmq.reply-to`: a request for a direct reply.
+    request: bool,
+    /// Publish a reply instead, to the client's n-th known reply address.
+    reply: Option<u32>,
     /// A body length at or around a multiple of the frame's payload size.
     body_len: Option<usize>,
 }
@@ -1704,10 +1721,14 @@ impl Shape {
         } else {
             None
         };
+        let request = r.chance(10);
+        let reply = r.chance(15).then(|| r.below(4));
         Shape {
             rich,
             expiration,
             user_id,
+            request,
+            reply,
             body_len,
         }
     }
@@ -1760,6 +1781,9 @@ fn message_properties(
         props.kind = Some("event".into());
         props.app_id = Some("warren-sim".into());
         props.cluster_id = Some("c".into());
+    }
+    if shape.request {
+        props.reply_to = Some(REPLY_TO.into());
     }
     props.headers = headers;
     let mut raw = Vec::new();
