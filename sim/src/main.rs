@@ -11,15 +11,20 @@ const USAGE: &str = "usage:
   warren-sim replay --bytes FILE [W]     (a cargo-fuzz input: fuzz/artifacts/simulator/…)
   warren-sim shrink --seed S [--steps N] [W]
   warren-sim soak   --seconds T [--steps N] [--first S] [--out FILE] [W]
+                    (seeds from S, by default 1000000: past any budget CI runs)
 
 W: --workarounds LIST turns on workarounds for known core bugs (comma-separated names, 'all'
    or 'none'; the default is the set for bugs still open, Workarounds::standard, now none; see
-   sim/regressions.txt); --strict is --workarounds none.";
+   sim/regressions.txt); --strict is --workarounds none, whatever the default is.";
+
+/// Where a soak starts by default: far past the seeds CI runs (1..=500), so that a soak
+/// explores programs CI never has.
+const SOAK_FIRST: u64 = 1_000_000;
 
 struct Args {
     cmd: String,
     seeds: u64,
-    first: u64,
+    first: Option<u64>,
     seed: Option<u64>,
     steps: usize,
     ops: Option<Vec<usize>>,
@@ -36,7 +41,7 @@ fn parse() -> Result<Args, String> {
     let mut a = Args {
         cmd,
         seeds: 100,
-        first: 1,
+        first: None,
         seed: None,
         steps: 5_000,
         ops: None,
@@ -51,7 +56,7 @@ fn parse() -> Result<Args, String> {
         let num = |s: String| s.parse::<u64>().map_err(|e| format!("{s}: {e}"));
         match flag.as_str() {
             "--seeds" => a.seeds = num(val()?)?,
-            "--first" => a.first = num(val()?)?,
+            "--first" => a.first = Some(num(val()?)?),
             "--seed" => a.seed = Some(num(val()?)?),
             "--steps" => a.steps = num(val()?)? as usize,
             "--seconds" => a.seconds = num(val()?)?,
@@ -66,7 +71,7 @@ fn parse() -> Result<Args, String> {
                         .collect::<Result<_, _>>()?,
                 )
             }
-            "--strict" => a.w = Workarounds::standard(),
+            "--strict" => a.w = Workarounds::default(),
             "--workarounds" => a.w = Workarounds::parse(&val()?)?,
             "--verbose" => a.verbose = true,
             _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
@@ -145,7 +150,8 @@ fn main() {
             let mut total = Stats::default();
             let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
             let mut failed = 0;
-            for seed in a.first..a.first + a.seeds {
+            let first = a.first.unwrap_or(1);
+            for seed in first..first + a.seeds {
                 let out = run_seed(seed, a.steps, None, w);
                 total.add(&out.stats);
                 hash = (hash ^ out.trace).wrapping_mul(0x0100_0000_01b3);
@@ -156,8 +162,8 @@ fn main() {
             }
             println!(
                 "seeds {}..{} x {} steps: {}",
-                a.first,
-                a.first + a.seeds,
+                first,
+                first + a.seeds,
                 a.steps,
                 rate(&total, start.elapsed())
             );
@@ -243,7 +249,8 @@ fn main() {
             let start = Instant::now();
             let deadline = start + Duration::from_secs(a.seconds);
             let mut total = Stats::default();
-            let mut seed = a.first;
+            let first = a.first.unwrap_or(SOAK_FIRST);
+            let mut seed = first;
             let mut seeds = 0u64;
             let mut failed = Vec::new();
             let mut last_report = Instant::now();
@@ -277,7 +284,7 @@ fn main() {
             }
             println!(
                 "soak: seeds {}..{} ({seeds} seeds x {} steps), {} failed; {}",
-                a.first,
+                first,
                 seed,
                 a.steps,
                 failed.len(),
