@@ -133,6 +133,10 @@ struct MQueue {
     /// (conn, channel, tag) in the order they started consuming.
     consumers: Vec<(ConnId, u16, ShortStr)>,
     has_exclusive_consumer: bool,
+    /// The consumer the last delivery went to, since the consumers last changed: the next
+    /// one goes elsewhere if another consumer of the same or higher priority has room
+    /// (round-robin).
+    last_to: Option<(ConnId, u16, ShortStr)>,
 }
 
 impl MQueue {
@@ -1186,6 +1190,7 @@ impl Model {
                 let q = self.queues.get_mut(&id).expect("usable");
                 q.last_used = now;
                 q.consumers.push((conn, ch, tag.clone()));
+                q.last_to = None;
                 q.has_exclusive_consumer = m.exclusive;
                 if named {
                     self.reply(conn, ch, BasicConsumeOk { consumer_tag: tag });
@@ -1501,6 +1506,7 @@ impl Model {
                 ready: VecDeque::new(),
                 next_seq: 0,
                 consumers: Vec::new(),
+                last_to: None,
                 has_exclusive_consumer: false,
             },
         );
@@ -1853,6 +1859,7 @@ impl Model {
         };
         q.consumers
             .retain(|(c, n, t)| !(*c == conn && *n == ch && t == tag));
+        q.last_to = None;
         q.has_exclusive_consumer = false;
         q.last_used = self.now;
         if q.auto_delete && q.consumers.is_empty() {
@@ -1886,6 +1893,7 @@ impl Model {
             if let Some(q) = self.queues.get_mut(&cons.queue) {
                 q.consumers
                     .retain(|(cc, n, t)| !(*cc == conn && *n == ch && t == tag));
+                q.last_to = None;
                 q.has_exclusive_consumer = false;
                 q.last_used = self.now;
                 if q.auto_delete && q.consumers.is_empty() {
@@ -2318,6 +2326,21 @@ impl Model {
                 "delivery of message {msg} to consumer '{ctag}' (x-priority {priority}) while '{other}', of higher priority, has room"
             ));
         }
+        let this = (conn, ch, ctag.clone());
+        if let Some((_, _, other)) = self.queues.get(&qid).and_then(|q| {
+            q.last_to
+                .as_ref()
+                .filter(|last| **last == this)
+                .and(q.consumers.iter().find(|(oc, och, otag)| {
+                    (*oc, *och, otag) != (conn, ch, ctag)
+                        && self.consumer_priority(*oc, *och, otag) >= priority
+                        && self.has_room(*oc, *och, otag)
+                }))
+        }) {
+            return Err(format!(
+                "two deliveries in a row of queue {qid} went to consumer '{ctag}' while '{other}' had room (round-robin)"
+            ));
+        }
         let Some(q) = self.queues.get_mut(&qid) else {
             return Err(format!("delivery from queue {qid}, which is gone"));
         };
@@ -2347,11 +2370,9 @@ impl Model {
                 "message {msg} delivered otherwise than the model has it: {diff}"
             ));
         }
-        self.queues
-            .get_mut(&qid)
-            .expect("checked")
-            .ready
-            .pop_front();
+        let q = self.queues.get_mut(&qid).expect("checked");
+        q.ready.pop_front();
+        q.last_to = Some(this);
         self.expire_heads(qid);
         if let Some(window) = self.conns.get_mut(&conn).and_then(|c| c.window.as_mut()) {
             *window = window.saturating_sub(message.delivery_cost());
@@ -2683,6 +2704,7 @@ impl Model {
                 .collect();
             q.next_seq = q.ready.len() as u64;
             q.consumers.clear();
+            q.last_to = None;
             q.has_exclusive_consumer = false;
         }
         let durable_x: BTreeSet<ShortStr> = self
