@@ -558,6 +558,18 @@ fn describe_arg(v: Option<&FieldValue>) -> String {
     }
 }
 
+/// RabbitMQ's name for a field's type in reply texts (the kinds the workload sends).
+fn field_type(v: &FieldValue) -> &'static str {
+    match v {
+        FieldValue::I8(_) => "byte",
+        FieldValue::I32(_) => "signedint",
+        FieldValue::I64(_) => "long",
+        FieldValue::LongStr(_) => "longstr",
+        FieldValue::Timestamp(_) => "timestamp",
+        _ => "another type",
+    }
+}
+
 /// Body prefix carrying the message id.
 pub fn msg_id(body: &[u8]) -> Option<MsgId> {
     Some(u64::from_be_bytes(body.get(..8)?.try_into().ok()?))
@@ -1143,6 +1155,22 @@ impl Model {
                 }
                 let name = self.resolve(conn, ch, &m.queue)?;
                 let id = self.usable(conn, &name)?;
+                // Arguments before exclusive use; an integer of any width, not a timestamp.
+                let priority = match m.arguments.get("x-priority") {
+                    None => 0,
+                    Some(v) => v
+                        .as_i64()
+                        .filter(|_| !matches!(v, FieldValue::Timestamp(_)))
+                        .ok_or_else(|| {
+                            ch_err(
+                                406,
+                                format_args!(
+                                    "invalid arg 'x-priority' for queue '{name}' in vhost '/': \"expected integer, got {}\"",
+                                    field_type(v)
+                                ),
+                            )
+                        })?,
+                };
                 let q = &self.queues[&id];
                 if q.has_exclusive_consumer || (m.exclusive && !q.consumers.is_empty()) {
                     return Err(ch_err(
@@ -1161,17 +1189,6 @@ impl Model {
                     )
                 } else {
                     (m.consumer_tag.clone(), true)
-                };
-                let priority = match m.arguments.get("x-priority") {
-                    None => 0,
-                    Some(v) => v.as_i64().ok_or_else(|| {
-                        ch_err(
-                            406,
-                            format_args!(
-                                "invalid arg 'x-priority' for consumer of queue '{name}' in vhost '/'"
-                            ),
-                        )
-                    })?,
                 };
                 let c = self.chan(conn, ch);
                 let prefetch = c.consumer_prefetch;

@@ -1660,14 +1660,18 @@ fn binding_args(i: u8) -> FieldTable {
 }
 
 /// A consumer's arguments, drawn from the step's shape stream (programs stay as they were):
-/// a third of consumers have an `x-priority`, in one of the integer types clients send.
+/// a third of consumers have an `x-priority`, in one of the integer types clients send (a
+/// few in a type that is not an integer).
 fn consumer_arguments(r: &mut Rng) -> FieldTable {
     let mut args = FieldTable::default();
     if r.chance(33) {
         let priority = [-2i64, 0, 1, 5][r.below(4) as usize];
-        let value = match r.below(3) {
-            0 => FieldValue::I8(priority as i8),
-            1 => FieldValue::I32(priority as i32),
+        let value = match r.below(30) {
+            // Not an integer: 406.
+            0 => FieldValue::LongStr("high".into()),
+            1 => FieldValue::Timestamp(5),
+            n if n % 3 == 0 => FieldValue::I8(priority as i8),
+            n if n % 3 == 1 => FieldValue::I32(priority as i32),
             _ => FieldValue::I64(priority),
         };
         args.insert("x-priority", value);

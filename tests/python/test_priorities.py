@@ -62,3 +62,20 @@ def test_higher_priority_consumer_gets_messages_while_it_has_room(conn, uniq):
     # Neither acks: the high-priority consumer fills its prefetch first, then the low one.
     assert got["high"] == [b"0", b"1"]
     assert got["low"] == [b"2", b"3"]
+
+
+def test_a_consumer_priority_that_is_not_an_integer_is_406(conn, uniq):
+    # RabbitMQ 3.10.8: 406 with the argument's type, checked before exclusive use (the queue
+    # below is in exclusive use by another consumer, which would otherwise be 403).
+    q = uniq.queue()
+    owner = conn.channel()
+    owner.queue_declare(q)
+    owner.basic_consume(q, lambda *a: None, exclusive=True)
+    ch = conn.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        ch.basic_consume(q, lambda *a: None, arguments={"x-priority": "high"})
+    assert e.value.reply_code == 406
+    assert e.value.reply_text == (
+        f"PRECONDITION_FAILED - invalid arg 'x-priority' for queue '{q}' in vhost '/': "
+        '"expected integer, got longstr"'
+    )

@@ -4,6 +4,7 @@
 use alloc::vec::Vec;
 
 use super::channel::{Consumer, Unacked};
+use super::entities::type_name;
 use super::expiry::DeathReason;
 use super::queue::{ConsumerRef, Queue, QueueId, QueuedMessage};
 use super::reply_to::REPLY_TO;
@@ -11,7 +12,7 @@ use super::{Broker, Conn, Map};
 use crate::channel_fault;
 use crate::codec::{
     BasicCancel, BasicCancelOk, BasicConsume, BasicConsumeOk, BasicGet, BasicGetEmpty, BasicGetOk,
-    BasicQos, BasicQosOk, ShortStr,
+    BasicQos, BasicQosOk, FieldValue, ShortStr,
 };
 use crate::connection_fault;
 use crate::reply::Fault;
@@ -69,6 +70,18 @@ impl Broker {
             ));
         }
         let qid = self.usable_queue(conn, &vhost, &queue_name)?;
+        // Arguments are checked before exclusive use (RabbitMQ 3.10.8: a string x-priority on
+        // a queue in exclusive use is 406, not 403).
+        let priority = match m.arguments.get("x-priority") {
+            None => 0,
+            Some(v) => integer_arg(v).ok_or_else(|| {
+                channel_fault!(
+                    PRECONDITION_FAILED,
+                    "invalid arg 'x-priority' for queue '{queue_name}' in vhost '{vhost}': \"expected integer, got {}\"",
+                    type_name(v)
+                )
+            })?,
+        };
         let q = &self.queues[&qid];
         if q.has_exclusive_consumer || (m.exclusive && !q.consumers.is_empty()) {
             return Err(channel_fault!(
@@ -76,15 +89,6 @@ impl Broker {
                 "queue '{queue_name}' in vhost '{vhost}' in exclusive use"
             ));
         }
-        let priority = match m.arguments.get("x-priority") {
-            None => 0,
-            Some(v) => v.as_i64().ok_or_else(|| {
-                channel_fault!(
-                    PRECONDITION_FAILED,
-                    "invalid arg 'x-priority' for consumer of queue '{queue_name}' in vhost '{vhost}'"
-                )
-            })?,
-        };
         let tag = if m.consumer_tag.is_empty() {
             ShortStr::from(self.rng.name("amq.ctag-"))
         } else {
@@ -367,4 +371,13 @@ fn hand_over(
         message,
     };
     Some((to, delivery))
+}
+
+/// An argument RabbitMQ takes as an integer: any of the integer field types (a timestamp is
+/// not one).
+fn integer_arg(v: &FieldValue) -> Option<i64> {
+    match v {
+        FieldValue::Timestamp(_) => None,
+        v => v.as_i64(),
+    }
 }

@@ -55,7 +55,7 @@ fn inequivalent(what: &str, arg: &str, name: &str, vhost: &str, got: bool, have:
 }
 
 /// RabbitMQ's name for a field value's type, as it prints it in reply texts.
-fn type_name(v: &FieldValue) -> &'static str {
+pub(crate) fn type_name(v: &FieldValue) -> &'static str {
     match v {
         FieldValue::Bool(_) => "bool",
         FieldValue::I8(_) => "byte",
