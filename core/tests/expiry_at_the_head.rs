@@ -6,7 +6,7 @@
 mod support;
 
 use support::*;
-use warren_core::codec::{BasicProperties, Method, QueueDeclare};
+use warren_core::codec::{BasicProperties, FieldValue, Method, QueueDeclare};
 
 fn world() -> (World, Cid) {
     let mut w = World::new();
@@ -136,16 +136,11 @@ fn a_head_uncovered_by_a_length_limit_expires_at_once() {
     w.conn_config.heartbeat = 0;
     let c = w.connect_channel();
     w.client(c).declare_queue(1, "dead");
-    let mut args = warren_core::codec::FieldTable::default();
-    args.insert("x-max-length", warren_core::codec::FieldValue::I32(2));
-    args.insert(
-        "x-dead-letter-exchange",
-        warren_core::codec::FieldValue::LongStr("".into()),
-    );
-    args.insert(
-        "x-dead-letter-routing-key",
-        warren_core::codec::FieldValue::LongStr("dead".into()),
-    );
+    let mut args = table(&[
+        ("x-dead-letter-exchange", ""),
+        ("x-dead-letter-routing-key", "dead"),
+    ]);
+    args.insert("x-max-length", FieldValue::I32(2));
     w.client(c).declare_queue_with(
         1,
         QueueDeclare {

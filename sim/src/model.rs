@@ -2279,11 +2279,7 @@ impl Model {
         };
         // Checked here, taken once every check has passed (a failed check may mean the event
         // belongs to the next command, which checks it again).
-        let Some(c) = self
-            .conns
-            .get_mut(&conn)
-            .and_then(|c| c.channels.get_mut(&ch))
-        else {
+        let Some(c) = self.conns.get(&conn).and_then(|c| c.channels.get(&ch)) else {
             return Err(format!(
                 "delivery of message {msg} to channel {ch}, which is not open"
             ));
@@ -2302,15 +2298,7 @@ impl Model {
                 conn.0
             ));
         }
-        let Some(c) = self
-            .conns
-            .get_mut(&conn)
-            .and_then(|c| c.channels.get_mut(&ch))
-        else {
-            return Err(format!(
-                "delivery of message {msg} to channel {ch}, which is not open"
-            ));
-        };
+        let c = &self.conns[&conn].channels[&ch];
         let Some(cons) = c.consumers.get(ctag) else {
             return Err(format!(
                 "delivery of message {msg} to consumer '{ctag}', which does not exist on channel {ch}"
@@ -2391,9 +2379,7 @@ impl Model {
         q.ready.pop_front();
         q.last_to = Some(this);
         self.expire_heads(qid);
-        if let Some(window) = self.conns.get_mut(&conn).and_then(|c| c.window.as_mut()) {
-            *window = window.saturating_sub(message.delivery_cost());
-        }
+        self.charge_window(conn, message);
         let c = self
             .conns
             .get_mut(&conn)
@@ -2490,6 +2476,13 @@ impl Model {
             .filter(|c| c.window != Some(0))
             .and_then(|c| c.channels.get(&ch))
             .is_some_and(|c| c.has_room(tag))
+    }
+
+    /// A delivery uses up some of its connection's credit (when it has a window).
+    fn charge_window(&mut self, conn: ConnId, message: &Message) {
+        if let Some(window) = self.conns.get_mut(&conn).and_then(|c| c.window.as_mut()) {
+            *window = window.saturating_sub(message.delivery_cost());
+        }
     }
 
     fn consumer_priority(&self, conn: ConnId, ch: u16, tag: &ShortStr) -> i64 {

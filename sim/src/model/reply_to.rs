@@ -181,9 +181,7 @@ impl Model {
             ));
         }
         self.replies.remove(pos);
-        if let Some(window) = self.conns.get_mut(&conn).and_then(|c| c.window.as_mut()) {
-            *window = window.saturating_sub(message.delivery_cost());
-        }
+        self.charge_window(conn, message);
         self.chan(conn, ch).next_tag += 1;
         self.delivered += 1;
         Ok(())
