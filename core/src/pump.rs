@@ -203,6 +203,14 @@ impl<O: Observer> Pump<O> {
         self.pump();
     }
 
+    /// The broker's store is durable up to write `seq`: answers that waited for it go out
+    /// (see [`Broker::storage_synced`]).
+    pub fn storage_synced(&mut self, seq: u64, now_ms: u64) {
+        self.tick(now_ms);
+        self.broker.storage_synced(seq);
+        self.pump();
+    }
+
     /// Hands out whatever the broker emitted outside a connection's input (after
     /// [`Pump::broker_mut`]).
     pub fn flush_events(&mut self, now_ms: u64) {
@@ -301,6 +309,8 @@ impl<O: Observer> Pump<O> {
                 self.observer.on_round(&self.broker);
             }
         }
+        // The rounds' writes go to the store's I/O together.
+        self.broker.flush_storage();
     }
 
     /// Hands every broker event to its connection (events for a forgotten one are dropped);

@@ -1,5 +1,6 @@
 //! A storage a test keeps a handle on.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use warren_core::storage::{
@@ -8,12 +9,31 @@ use warren_core::storage::{
 
 /// A [`Storage`] that forwards to a shared [`MemoryStorage`], so a test can keep a handle on
 /// what a broker stored and build a second broker over it.
+///
+/// A [`SharedStorage::deferred`] one behaves as a disk store does towards the broker: it
+/// counts its writes ([`Storage::write_seq`]) and they count as durable only when the test
+/// says so (`World::sync_storage`).
 #[derive(Clone, Default)]
-pub struct SharedStorage(pub Arc<Mutex<MemoryStorage>>);
+pub struct SharedStorage {
+    pub inner: Arc<Mutex<MemoryStorage>>,
+    /// Writes taken, when deferred.
+    writes: Option<Arc<AtomicU64>>,
+}
 
 impl SharedStorage {
     pub fn new(inner: MemoryStorage) -> Self {
-        SharedStorage(Arc::new(Mutex::new(inner)))
+        SharedStorage {
+            inner: Arc::new(Mutex::new(inner)),
+            writes: None,
+        }
+    }
+
+    /// An empty storage whose writes wait for the test to sync them.
+    pub fn deferred() -> Self {
+        SharedStorage {
+            inner: Arc::default(),
+            writes: Some(Arc::default()),
+        }
     }
 
     /// A copy of what is stored now.
@@ -31,39 +51,52 @@ impl SharedStorage {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryStorage> {
-        self.0.lock().expect("storage lock")
+        self.inner.lock().expect("storage lock")
+    }
+
+    /// The storage, with one more write counted.
+    fn write(&self) -> std::sync::MutexGuard<'_, MemoryStorage> {
+        if let Some(w) = &self.writes {
+            w.fetch_add(1, Ordering::Relaxed);
+        }
+        self.lock()
     }
 }
 
 impl Storage for SharedStorage {
     fn save_exchange(&mut self, vhost: &str, record: &ExchangeRecord) {
-        self.lock().save_exchange(vhost, record)
+        self.write().save_exchange(vhost, record)
     }
     fn delete_exchange(&mut self, vhost: &str, name: &str) {
-        self.lock().delete_exchange(vhost, name)
+        self.write().delete_exchange(vhost, name)
     }
     fn save_queue(&mut self, record: &QueueRecord) {
-        self.lock().save_queue(record)
+        self.write().save_queue(record)
     }
     fn delete_queue(&mut self, vhost: &str, name: &str) {
-        self.lock().delete_queue(vhost, name)
+        self.write().delete_queue(vhost, name)
     }
     fn save_binding(&mut self, vhost: &str, record: &BindingRecord) {
-        self.lock().save_binding(vhost, record)
+        self.write().save_binding(vhost, record)
     }
     fn delete_binding(&mut self, vhost: &str, record: &BindingRecord) {
-        self.lock().delete_binding(vhost, record)
+        self.write().delete_binding(vhost, record)
     }
     fn save_message(&mut self, vhost: &str, queue: &str, record: &MessageRecord) {
-        self.lock().save_message(vhost, queue, record)
+        self.write().save_message(vhost, queue, record)
     }
     fn delete_message(&mut self, vhost: &str, queue: &str, id: u64) {
-        self.lock().delete_message(vhost, queue, id)
+        self.write().delete_message(vhost, queue, id)
     }
     fn mark_delivered(&mut self, vhost: &str, queue: &str, id: u64) {
-        self.lock().mark_delivered(vhost, queue, id)
+        self.write().mark_delivered(vhost, queue, id)
     }
     fn load(&mut self) -> Recovered {
         self.lock().load()
+    }
+    fn write_seq(&self) -> u64 {
+        self.writes
+            .as_ref()
+            .map_or(0, |w| w.load(Ordering::Relaxed))
     }
 }

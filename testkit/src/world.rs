@@ -172,6 +172,14 @@ impl World {
     /// Shuttles bytes, commands and events until nothing moves.
     /// Raises (`Some(reason)`) or clears (`None`) the broker's resource alarm, as a memory
     /// monitor would, and lets the world run.
+    /// Reports every write the storage has taken as durable (see `SharedStorage::deferred`).
+    pub fn sync_storage(&mut self) {
+        use warren_core::storage::Storage;
+        let seq = self.storage.write_seq();
+        self.pump.storage_synced(seq, self.now);
+        self.drive();
+    }
+
     pub fn set_resource_alarm(&mut self, reason: Option<&str>) {
         self.pump.set_resource_alarm(reason, self.now);
         self.drive();

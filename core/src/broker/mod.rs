@@ -14,6 +14,7 @@
 mod ack;
 mod channel;
 mod consume;
+mod durable;
 mod entities;
 mod exchange;
 mod expiry;
@@ -120,6 +121,8 @@ pub struct Broker {
     unix_offset_ms: u64,
     /// Direct reply-to addresses (key after `amq.rabbitmq.reply-to.`) → their channel.
     reply_routes: Map<ShortStr, (ConnId, u16)>,
+    /// Answers waiting for the store to be durable (see `durable.rs`).
+    held: durable::Held,
 }
 
 mod names;
@@ -150,6 +153,7 @@ impl Broker {
             timed: Default::default(),
             unix_offset_ms: 0,
             reply_routes: Map::default(),
+            held: durable::Held::default(),
         };
         broker.add_vhost("/");
         broker.recover();
@@ -383,6 +387,13 @@ impl Broker {
     }
 
     pub(crate) fn emit(&mut self, conn: ConnId, event: Event) {
+        if let Some(channel) = durable::event_channel(&event) {
+            if self.held.gated(conn, channel) {
+                // Behind an answer that waits for the disk: the channel keeps its order.
+                self.emit_after(0, conn, channel, event);
+                return;
+            }
+        }
         self.events.push_back((conn, event));
     }
 
@@ -523,6 +534,7 @@ impl Broker {
         let Some(mut c) = self.conns.remove(&conn) else {
             return;
         };
+        self.held.forget(conn);
         let mut channels: Vec<(u16, Channel)> = c.channels.drain().collect();
         channels.sort_by_key(|(n, _)| *n);
         for (n, ch) in channels {

@@ -87,6 +87,7 @@ impl Broker {
         message: Message,
         queues: &[QueueId],
     ) -> Result<(), Fault> {
+        let writes_before = self.storage.write_seq();
         let ch = self.channel_mut(conn, channel)?;
         let seq = ch.next_publish_seq;
         if let Some(s) = seq {
@@ -121,7 +122,8 @@ impl Broker {
                     },
                 );
             } else {
-                self.confirm(conn, channel, seq);
+                let wait_for = self.writes_since(writes_before);
+                self.confirm(conn, channel, seq, wait_for);
             }
         }
         Ok(())
@@ -145,7 +147,7 @@ impl Broker {
             self.return_no_route(conn, channel, message);
         }
         if let Some(seq) = seq {
-            self.confirm(conn, channel, seq);
+            self.confirm(conn, channel, seq, 0);
         }
         Ok(())
     }
@@ -312,9 +314,24 @@ impl Broker {
         true
     }
 
-    /// Acks publish `seq`, folding it into the previous ack for the same channel when it
-    /// directly follows (one `basic.ack multiple=true` for a burst of publishes).
-    fn confirm(&mut self, conn: ConnId, channel: u16, seq: u64) {
+    /// Acks publish `seq` once the store is durable up to write `wait_for` (0: nothing to
+    /// wait for), folding it into the previous ack for the same channel when it directly
+    /// follows (one `basic.ack multiple=true` for a burst of publishes).
+    fn confirm(&mut self, conn: ConnId, channel: u16, seq: u64, wait_for: u64) {
+        let ack = BasicAck {
+            delivery_tag: seq,
+            multiple: false,
+        };
+        if wait_for != 0 || self.held.gated(conn, channel) {
+            if !self.fold_held_confirm(wait_for, conn, channel, seq) {
+                let event = Event::Method {
+                    channel,
+                    method: ack.into(),
+                };
+                self.emit_after(wait_for, conn, channel, event);
+            }
+            return;
+        }
         if let Some((
             c,
             Event::Method {
@@ -329,14 +346,7 @@ impl Broker {
                 return;
             }
         }
-        self.reply(
-            conn,
-            channel,
-            BasicAck {
-                delivery_tag: seq,
-                multiple: false,
-            },
-        );
+        self.reply(conn, channel, ack);
     }
 
     pub(crate) fn confirm_select(

@@ -7,7 +7,7 @@ use super::Broker;
 use crate::channel_fault;
 use crate::codec::{TxCommitOk, TxRollbackOk, TxSelectOk};
 use crate::reply::Fault;
-use crate::vocab::ConnId;
+use crate::vocab::{ConnId, Event};
 
 impl Broker {
     pub(crate) fn tx_select(&mut self, conn: ConnId, channel: u16) -> Result<(), Fault> {
@@ -38,6 +38,7 @@ impl Broker {
 
     pub(crate) fn tx_commit(&mut self, conn: ConnId, channel: u16) -> Result<(), Fault> {
         let ops = self.take_tx(conn, channel)?;
+        let writes_before = self.storage.write_seq();
         let ch = self.channel_mut(conn, channel)?;
         for op in &ops {
             if let TxOp::Ack(u) | TxOp::Nack { unacked: u, .. } = op {
@@ -70,7 +71,13 @@ impl Broker {
         }
         let queues = self.channel_mut(conn, channel)?.consumed_queues();
         self.dirty.extend(queues);
-        self.reply(conn, channel, TxCommitOk);
+        // Commit-ok promises the transaction's publishes and acks are durable.
+        let wait_for = self.writes_since(writes_before);
+        let commit_ok = Event::Method {
+            channel,
+            method: TxCommitOk.into(),
+        };
+        self.emit_after(wait_for, conn, channel, commit_ok);
         Ok(())
     }
 

@@ -43,6 +43,17 @@ pub trait Storage {
     fn mark_delivered(&mut self, vhost: &str, queue: &str, id: u64);
     /// What was stored before this broker started.
     fn load(&mut self) -> Recovered;
+    /// How many writes the store has taken so far, for a store whose writes become durable
+    /// after the call returns (the disk store): the broker holds a publisher confirm or a
+    /// `tx.commit-ok` that depends on a write until the host reports the store durable up to
+    /// it (`Broker::storage_synced`). A store durable as each call returns keeps the default,
+    /// 0: nothing waits for it.
+    fn write_seq(&self) -> u64 {
+        0
+    }
+    /// Hands the writes taken since the last flush to the I/O behind the store (the host calls
+    /// it once per round through `Broker::flush_storage`, so writes go out in groups).
+    fn flush(&mut self) {}
 }
 
 type QueueKey = (String, String);

@@ -1,0 +1,161 @@
+//! Answers that wait for the disk: a publisher confirm for a stored message, and the
+//! `tx.commit-ok` of a transaction that stored or settled messages, go out only once the store
+//! reports the writes they depend on durable.
+//!
+//! A store whose writes reach durable media after the call returns (the disk store) counts
+//! them ([`Storage::write_seq`]); the host flushes them once per round
+//! ([`Broker::flush_storage`]), syncs them in groups, and reports how far they are durable
+//! ([`Broker::storage_synced`]). An answer that needs a write still in flight is held, tagged
+//! with the write sequence it waits for; so is everything the broker emits after it on the same
+//! channel, so a channel's frames keep their order (a `basic.return` before its confirm,
+//! `channel.close-ok` after the confirms before it). Stores durable at once (memory, the
+//! browser's journal) report sequence 0: nothing is ever held for them.
+//!
+//! [`Storage::write_seq`]: crate::storage::Storage::write_seq
+
+use alloc::collections::VecDeque;
+
+use super::{Broker, Map};
+use crate::codec::Method;
+use crate::vocab::{ConnId, Event};
+
+/// Events waiting for the store, in the order the broker emitted them.
+#[derive(Default)]
+pub(crate) struct Held {
+    /// (write sequence it waits for, connection, event); the sequences never decrease.
+    events: VecDeque<(u64, ConnId, Event)>,
+    /// Held events per (connection, channel): a channel listed here is gated, and whatever
+    /// the broker emits on it waits behind them.
+    gates: Map<(ConnId, u16), u32>,
+    /// How far the store is durable.
+    synced: u64,
+}
+
+impl Held {
+    /// True if an event on this channel must wait behind held ones.
+    #[inline]
+    pub(crate) fn gated(&self, conn: ConnId, channel: u16) -> bool {
+        !self.gates.is_empty() && self.gates.contains_key(&(conn, channel))
+    }
+
+    /// The write sequence an event on a gated channel waits for: its predecessors'.
+    fn tail_seq(&self) -> u64 {
+        self.events.back().map_or(0, |(seq, _, _)| *seq)
+    }
+
+    fn push(&mut self, seq: u64, conn: ConnId, channel: u16, event: Event) {
+        let seq = seq.max(self.tail_seq());
+        self.events.push_back((seq, conn, event));
+        *self.gates.entry((conn, channel)).or_default() += 1;
+    }
+
+    /// The connection is gone: what it was waiting for will never be sent.
+    pub(crate) fn forget(&mut self, conn: ConnId) {
+        if self.gates.keys().any(|(c, _)| *c == conn) {
+            self.events.retain(|(_, c, _)| *c != conn);
+            self.gates.retain(|(c, _), _| *c != conn);
+        }
+    }
+}
+
+/// The channel an event belongs to; `None` for connection-level events.
+pub(crate) fn event_channel(event: &Event) -> Option<u16> {
+    match event {
+        Event::Method { channel, .. }
+        | Event::Deliver { channel, .. }
+        | Event::Content { channel, .. }
+        | Event::ChannelError { channel, .. } => Some(*channel),
+        _ => None,
+    }
+}
+
+impl Broker {
+    /// Hands the writes the store took since the last call to the I/O behind it. Hosts call it
+    /// once per round, after the round's commands and timers, so one flush carries every
+    /// publisher's writes.
+    pub fn flush_storage(&mut self) {
+        self.storage.flush();
+    }
+
+    /// The store is durable up to write `seq` ([`Storage::write_seq`]): answers waiting for it
+    /// go out (take them with [`Broker::poll_event`]).
+    ///
+    /// [`Storage::write_seq`]: crate::storage::Storage::write_seq
+    pub fn storage_synced(&mut self, seq: u64) {
+        let held = &mut self.held;
+        held.synced = held.synced.max(seq);
+        while held
+            .events
+            .front()
+            .is_some_and(|(s, _, _)| *s <= held.synced)
+        {
+            let (_, conn, event) = held.events.pop_front().expect("checked");
+            if let Some(channel) = event_channel(&event) {
+                if let Some(n) = held.gates.get_mut(&(conn, channel)) {
+                    *n -= 1;
+                    if *n == 0 {
+                        held.gates.remove(&(conn, channel));
+                    }
+                }
+            }
+            self.events.push_back((conn, event));
+        }
+    }
+
+    /// True when answers wait for the store: the host should sync soon.
+    pub fn awaits_storage(&self) -> bool {
+        !self.held.events.is_empty()
+    }
+
+    /// The write sequence an answer given now depends on, given the sequence before the work
+    /// it answers: 0 if that work wrote nothing still in flight.
+    pub(crate) fn writes_since(&self, before: u64) -> u64 {
+        let now = self.storage.write_seq();
+        if now > before && now > self.held.synced {
+            now
+        } else {
+            0
+        }
+    }
+
+    /// Emits `event` on `channel` once the store is durable up to `seq` (at once if it is and
+    /// nothing on the channel waits).
+    pub(crate) fn emit_after(&mut self, seq: u64, conn: ConnId, channel: u16, event: Event) {
+        if seq > self.held.synced || self.held.gated(conn, channel) {
+            self.held.push(seq, conn, channel, event);
+        } else {
+            self.events.push_back((conn, event));
+        }
+    }
+
+    /// Folds publish confirm `seq`, which waits for write `wait_for`, into the `basic.ack` at
+    /// the back of what waits on this channel when it directly follows it (the ack then waits
+    /// for the later of the two writes); false if it cannot.
+    pub(crate) fn fold_held_confirm(
+        &mut self,
+        wait_for: u64,
+        conn: ConnId,
+        channel: u16,
+        seq: u64,
+    ) -> bool {
+        let Some((waits, c, event)) = self.held.events.back_mut() else {
+            return false;
+        };
+        if *c != conn {
+            return false;
+        }
+        if let Event::Method {
+            channel: ch,
+            method: Method::BasicAck(ack),
+        } = event
+        {
+            if *ch == channel && ack.delivery_tag + 1 == seq {
+                ack.delivery_tag = seq;
+                ack.multiple = true;
+                *waits = (*waits).max(wait_for);
+                return true;
+            }
+        }
+        false
+    }
+}
