@@ -211,7 +211,7 @@ def main():
         f"`{machine.get('load_after', '?')}` (waited {machine.get('waited_for_quiet_s', '?')} s "
         "for a 1-minute load under 0.5 first)")
     add(f"- **Warren** commit `{machine.get('warren_commit', '?')}`, release build "
-        f"({machine.get('rustc', '?')}), `warren server`, default options, in-memory storage")
+        f"({machine.get('rustc', '?')}), `warren server`, default options, disk store in a fresh data directory")
     try:
         busy = float(str(machine.get("load_before", "0")).split()[0]) >= 0.5
     except ValueError:

@@ -140,7 +140,8 @@ WARREN_URI="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2f"
 WARREN_PID=
 start_warren() {
   stop_warren
-  "$WARREN_BIN" server --amqp "127.0.0.1:$WARREN_PORT" >"$RESULTS/warren.log" 2>&1 &
+  rm -rf "$RESULTS/warren-data"
+  "$WARREN_BIN" server --amqp "127.0.0.1:$WARREN_PORT" --data-dir "$RESULTS/warren-data" >"$RESULTS/warren.log" 2>&1 &
   WARREN_PID=$!
   for _ in $(seq 1 100); do
     if (exec 3<>/dev/tcp/127.0.0.1/$WARREN_PORT) 2>/dev/null; then return 0; fi

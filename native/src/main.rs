@@ -12,7 +12,6 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::info;
 use warren_core::auth::StaticUsers;
-use warren_core::storage::MemoryStorage;
 use warren_core::{Broker, BrokerConfig, ConnectionConfig};
 use warren_transports::{tcp, tls, ws, Hub, WsConfig};
 
@@ -85,6 +84,16 @@ struct ServerArgs {
     /// The same limit in bytes; overrides the fraction.
     #[arg(long)]
     vm_memory_high_watermark_absolute: Option<u64>,
+    /// Where durable exchanges, queues and bindings and persistent messages are kept.
+    #[arg(long, env = "WARREN_DATA_DIR", default_value = "warren-data")]
+    data_dir: PathBuf,
+    /// Start even if the store has damaged records, dropping them (how many is logged).
+    /// Without it, a damaged record stops the start and names the file and offset.
+    #[arg(long)]
+    skip_damaged_records: bool,
+    /// Size at which a segment file of the store is closed and the next one begun.
+    #[arg(long, value_name = "BYTES", default_value_t = warren_store::Options::default().segment_bytes)]
+    segment_bytes: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,19 +111,69 @@ fn main() -> anyhow::Result<()> {
         Some(Cmd::Perf { command }) => return warren_perf::run(command),
         None => cli.server,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(serve(args))
-}
-
-async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let (synced_tx, synced) = tokio::sync::watch::channel(0u64);
+    let store = open_store(&args, synced_tx)?;
     let broker = Broker::new(
         BrokerConfig::default(),
         Box::new(StaticUsers::with_guest()),
-        Box::new(MemoryStorage::new()),
+        Box::new(store.storage),
     );
-    let hub = Hub::spawn(broker);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let served = runtime.block_on(serve(args, broker, synced));
+    // Dropping the runtime drops the broker and its store, whose last writes the writer
+    // syncs before it ends: wait for that before the process goes.
+    drop(runtime);
+    if store.writer.join().is_err() {
+        anyhow::bail!("the store's writer thread failed");
+    }
+    served
+}
+
+/// Opens the data directory, replaying what a previous run left there.
+fn open_store(
+    args: &ServerArgs,
+    synced: tokio::sync::watch::Sender<u64>,
+) -> anyhow::Result<warren_store::Opened> {
+    let options = warren_store::Options {
+        segment_bytes: args.segment_bytes,
+        skip_damaged: args.skip_damaged_records,
+    };
+    let started = std::time::Instant::now();
+    let on_synced = Box::new(move |seq| {
+        let _ = synced.send(seq);
+    });
+    let opened = warren_store::open(&args.data_dir, &options, on_synced)
+        .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
+    let r = &opened.report;
+    info!(
+        dir = %args.data_dir.display(),
+        segments = r.segments,
+        records = r.records,
+        bytes = r.bytes,
+        messages = r.messages,
+        ms = started.elapsed().as_millis() as u64,
+        "store recovered"
+    );
+    if let Some((file, cut)) = &r.torn_tail {
+        tracing::warn!(file = %file.display(), bytes = cut, "cut a torn last record (the previous run stopped mid-write)");
+    }
+    if r.skipped > 0 {
+        tracing::warn!(
+            skipped = r.skipped,
+            "skipped damaged records (--skip-damaged-records)"
+        );
+    }
+    Ok(opened)
+}
+
+async fn serve(
+    args: ServerArgs,
+    broker: Broker,
+    synced: tokio::sync::watch::Receiver<u64>,
+) -> anyhow::Result<()> {
+    let hub = Hub::spawn_with_store(broker, Some(synced));
     let config = ConnectionConfig {
         heartbeat: args.heartbeat,
         frame_max: args.frame_max,

@@ -29,8 +29,12 @@ impl Warren {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
+        let data_dir =
+            std::env::temp_dir().join(format!("warren-perf-test-{}-{port}", std::process::id()));
         let child = Command::new(&binary)
             .args(["server", "--amqp", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -97,31 +97,58 @@ def _parse_url(url):
                   vhost=vhost)
 
 
+class WarrenProcess:
+    """A broker of the test's own on a data directory that outlives it, to stop (SIGTERM or
+    SIGKILL) and start again as a restart does (WARREN_BIN only)."""
+
+    def __init__(self, *extra_args, data_dir=None):
+        self.binary = os.environ.get("WARREN_BIN")
+        if not self.binary:
+            pytest.skip("needs WARREN_BIN: starts a broker of its own")
+        self.extra_args = extra_args
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="warren-data-")
+        self.log_path = os.path.join(tempfile.mkdtemp(prefix="warren-own-"), "warren.log")
+        self.port = None
+        self.proc = None
+
+    def start(self):
+        self.port = _free_port()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, "server", "--amqp", "127.0.0.1:%d" % self.port,
+                 "--data-dir", self.data_dir, *self.extra_args],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        assert _wait_for_port("127.0.0.1", self.port, self.proc, 20), _tail(self.log_path)
+        return self
+
+    def params(self, **kwargs):
+        return pika.ConnectionParameters(host="127.0.0.1", port=self.port, **kwargs)
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stops the broker with `sig` and returns its exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def log(self):
+        return _tail(self.log_path)
+
+
 @contextlib.contextmanager
 def own_warren(*extra_args):
     """Starts a broker of the test's own (WARREN_BIN only) with extra server flags; yields
     (port, process). Skips the test when the suite runs against AMQP_URL."""
-    binary = os.environ.get("WARREN_BIN")
-    if not binary:
-        pytest.skip("needs WARREN_BIN: starts a broker of its own")
-    port = _free_port()
-    log_path = os.path.join(tempfile.mkdtemp(prefix="warren-own-"), "warren.log")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [binary, "server", "--amqp", "127.0.0.1:%d" % port, *extra_args],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+    w = WarrenProcess(*extra_args).start()
     try:
-        assert _wait_for_port("127.0.0.1", port, proc, 20), _tail(log_path)
-        yield port, proc
+        yield w.port, w.proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        w.stop()
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +172,8 @@ def broker():
     tmpdir = tempfile.mkdtemp(prefix="warren-e2e-")
     log_path = os.path.join(tmpdir, "warren.log")
     log = open(log_path, "wb")
-    proc = subprocess.Popen([binary, "server", "--amqp", "127.0.0.1:%d" % port],
+    proc = subprocess.Popen([binary, "server", "--amqp", "127.0.0.1:%d" % port,
+                             "--data-dir", os.path.join(tmpdir, "data")],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     b = _parse_url("amqp://guest:guest@127.0.0.1:%d/%%2F" % port)

@@ -146,6 +146,7 @@ pub async fn drive<T: Transport>(io: T, hub: Hub, config: ConnectionConfig, peer
     conn.handle_eof();
     let last: Vec<Command> = std::iter::from_fn(|| conn.poll_command()).collect();
     link.send(last).await;
+    link.close().await;
     if conn.answered_close() && !peer_eof {
         // The client that sent connection.close hangs up once it has read our close-ok; as
         // RabbitMQ does, let it. lapin reports an error instead of a clean close when our EOF

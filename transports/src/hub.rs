@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::time::Instant;
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use warren_core::{Broker, Command, ConnId, Event};
 
 /// A batch of events for one connection.
@@ -25,6 +25,8 @@ enum HubMsg {
     Register(ConnId, mpsc::UnboundedSender<EventBatch>),
     /// The permit is the sender's credit: it returns when the hub has handled the batch.
     Commands(ConnId, Vec<Command>, Option<OwnedSemaphorePermit>),
+    /// The connection's task has ended (whether or not the broker ever heard of it).
+    Gone(ConnId),
     Alarm(Option<String>),
     Shutdown(tokio::sync::oneshot::Sender<()>),
 }
@@ -55,12 +57,20 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts the broker task on the current tokio runtime.
+    /// Starts the broker task on the current tokio runtime, over a store durable as each write
+    /// returns (memory).
     pub fn spawn(broker: Broker) -> Hub {
+        Hub::spawn_with_store(broker, None)
+    }
+
+    /// Starts the broker task over a store that syncs in the background (the disk store):
+    /// `synced` carries the write sequence the store has made durable, which releases the
+    /// confirms and `tx.commit-ok`s waiting for it (`Broker::storage_synced`).
+    pub fn spawn_with_store(broker: Broker, synced: Option<watch::Receiver<u64>>) -> Hub {
         let (tx, rx) = mpsc::channel(INBOX);
         let epoch = Instant::now();
         let live = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(run(broker, rx, epoch, live.clone()));
+        tokio::spawn(run(broker, rx, synced, epoch, live.clone()));
         Hub {
             tx,
             next_conn: Arc::new(AtomicU64::new(1)),
@@ -87,6 +97,11 @@ impl Hub {
             credit: Arc::new(Semaphore::new(CREDIT)),
         };
         (link, rx)
+    }
+
+    /// Connections whose tasks are still running, as of the hub's last round.
+    pub fn live_connections(&self) -> usize {
+        self.live.load(Ordering::Acquire)
     }
 
     /// Raises or clears the broker's resource alarm (see `Broker::set_resource_alarm`).
@@ -134,11 +149,18 @@ impl Link {
             .send(HubMsg::Commands(self.id, commands, permit))
             .await;
     }
+
+    /// The connection's task is ending: the hub forgets it (a socket that closed before the
+    /// handshake never sends the broker anything, and must not stay registered).
+    pub async fn close(self) {
+        let _ = self.tx.send(HubMsg::Gone(self.id)).await;
+    }
 }
 
 async fn run(
     mut broker: Broker,
     mut rx: mpsc::Receiver<HubMsg>,
+    mut synced: Option<watch::Receiver<u64>>,
     epoch: Instant,
     live: Arc<AtomicUsize>,
 ) {
@@ -162,6 +184,17 @@ async fn run(
                 None => std::future::pending().await,
             }
         };
+        let store_synced = async {
+            match synced.as_mut() {
+                // A writer that is gone reports nothing more.
+                Some(s) => {
+                    if s.changed().await.is_err() {
+                        std::future::pending::<()>().await
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             n = rx.recv_many(&mut inbox, ROUND) => {
                 if n == 0 {
@@ -169,6 +202,10 @@ async fn run(
                 }
             }
             _ = sleep => {}
+            _ = store_synced => {}
+        }
+        if let Some(s) = synced.as_mut() {
+            broker.storage_synced(*s.borrow_and_update());
         }
         // One reading of the clock per round: the commands of a round arrived together.
         let round_now = now();
@@ -177,6 +214,9 @@ async fn run(
             match msg {
                 HubMsg::Register(id, tx) => {
                     conns.insert(id, tx);
+                }
+                HubMsg::Gone(id) => {
+                    conns.remove(&id);
                 }
                 HubMsg::Alarm(reason) => broker.set_resource_alarm(reason.as_deref()),
                 HubMsg::Shutdown(done) => {
@@ -200,6 +240,8 @@ async fn run(
                 }
             }
         }
+        // The round's writes go to the store's writer together: one sync for all of them.
+        broker.flush_storage();
         collect(&mut broker, &mut outbox);
         deliver(&conns, &mut outbox);
         live.store(conns.len(), Ordering::Release);

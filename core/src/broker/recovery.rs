@@ -12,6 +12,7 @@ impl Broker {
     /// Rebuilds durable exchanges, queues, bindings and messages from storage.
     pub(crate) fn recover(&mut self) {
         let recovered = self.storage.load();
+        self.next_store_id = self.next_store_id.max(recovered.next_message_id);
         self.recover_exchanges(recovered.exchanges);
         self.recover_queues(recovered.queues);
         self.recover_bindings(recovered.bindings);

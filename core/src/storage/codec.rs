@@ -11,7 +11,9 @@
 //! - message: `1 vhost:str queue:str id:u64 exchange:str key:str properties:blob body:blob`
 //! - delivered marker: `1 vhost:str queue:str id:u64` (the message went out unacked at least
 //!   once, so after a restart it comes back `redelivered`; kept apart from the message so
-//!   that marking one never rewrites its body)
+//!   that marking one never rewrites its body); a log-structured store writes an ack (the
+//!   message is gone) in the same shape
+//! - name: `1 vhost:str name:str` (a log-structured store's deletion of an exchange or queue)
 //!
 //! Decoding checks every length: bad bytes are a [`BadRecord`], never a panic.
 
@@ -83,6 +85,21 @@ pub fn encode_delivered(out: &mut Vec<u8>, vhost: &str, queue: &str, id: u64) {
     put_str(out, vhost);
     put_str(out, queue);
     out.extend_from_slice(&id.to_le_bytes());
+}
+
+/// A vhost and an entity's name (what a log records when an exchange or queue is deleted).
+pub fn encode_name(out: &mut Vec<u8>, vhost: &str, name: &str) {
+    out.push(VERSION);
+    put_str(out, vhost);
+    put_str(out, name);
+}
+
+pub fn decode_name(bytes: &[u8]) -> Result<(ShortStr, ShortStr), BadRecord> {
+    let mut r = Reader::new(bytes);
+    r.version()?;
+    let name = (r.str()?, r.str()?);
+    r.end()?;
+    Ok(name)
 }
 
 /// An exchange record and its vhost.
@@ -337,6 +354,9 @@ mod tests {
         let mut b = Vec::new();
         encode_delivered(&mut b, "/v", "jobs", 7);
         out.push((b, |d: &[u8]| decode_delivered(d).is_ok()));
+        let mut b = Vec::new();
+        encode_name(&mut b, "/v", "jobs");
+        out.push((b, |d: &[u8]| decode_name(d).is_ok()));
         out
     }
 
@@ -381,6 +401,10 @@ mod tests {
         let mut b = Vec::new();
         encode_delivered(&mut b, "/", "q", 42);
         assert_eq!(decode_delivered(&b), Ok(("/".into(), "q".into(), 42)));
+
+        let mut b = Vec::new();
+        encode_name(&mut b, "/", "q");
+        assert_eq!(decode_name(&b), Ok(("/".into(), "q".into())));
     }
 
     #[test]

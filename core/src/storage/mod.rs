@@ -26,6 +26,9 @@ pub struct Recovered {
     pub bindings: Vec<(ShortStr, BindingRecord)>,
     /// (vhost, queue, messages in queue order)
     pub messages: Vec<(ShortStr, ShortStr, Vec<MessageRecord>)>,
+    /// The lowest id the broker may give a new message: above every id the store still
+    /// mentions, acked ones included (a log keeps acks of messages it no longer returns).
+    pub next_message_id: u64,
 }
 
 /// Where durable state goes. Calls arrive in the order the broker makes the changes.
@@ -151,6 +154,7 @@ impl Storage for MemoryStorage {
                     )
                 })
                 .collect(),
+            next_message_id: 0,
         }
     }
 }

@@ -52,8 +52,9 @@ export async function startWarren({ tls = null, extraArgs = [] } = {}) {
     args.push("--amqps", `127.0.0.1:${ports.amqps}`, "--wss", `127.0.0.1:${ports.wss}`);
     args.push("--tls-cert", tls.cert, "--tls-key", tls.key);
   }
-  args.push(...extraArgs);
   const dir = mkdtempSync(join(tmpdir(), "warren-node-"));
+  args.push("--data-dir", join(dir, "data"));
+  args.push(...extraArgs);
   const logPath = join(dir, "warren.log");
   const log = openSync(logPath, "w");
   const child = spawn(warrenBin(), args, { stdio: ["ignore", log, log] });

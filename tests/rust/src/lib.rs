@@ -98,8 +98,11 @@ impl Broker {
         let log = File::create(&log_path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
         let log_err = log.try_clone().expect("clone log file handle");
+        let data_dir = log_path.with_extension("data");
         let child = Command::new(&binary)
             .args(["server", "--amqp", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&data_dir)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

@@ -1,0 +1,141 @@
+//! The log's records: each storage call is one framed record, its kind the frame's kind byte
+//! and its payload the core's record codec (the format the browser journal shares).
+
+use warren_core::codec::ShortStr;
+use warren_core::storage::codec::{self, BadRecord};
+use warren_core::storage::{BindingRecord, ExchangeRecord, MessageRecord, QueueRecord, Storage};
+
+use crate::frame;
+
+pub const EXCHANGE: u8 = 1;
+pub const EXCHANGE_DELETED: u8 = 2;
+pub const QUEUE: u8 = 3;
+pub const QUEUE_DELETED: u8 = 4;
+pub const BINDING: u8 = 5;
+pub const BINDING_DELETED: u8 = 6;
+pub const MESSAGE: u8 = 7;
+pub const ACKED: u8 = 8;
+pub const DELIVERED: u8 = 9;
+
+/// One record read back.
+pub enum Record {
+    Exchange(ShortStr, ExchangeRecord),
+    ExchangeDeleted(ShortStr, ShortStr),
+    Queue(QueueRecord),
+    QueueDeleted(ShortStr, ShortStr),
+    Binding(ShortStr, BindingRecord),
+    BindingDeleted(ShortStr, BindingRecord),
+    Message(ShortStr, ShortStr, MessageRecord),
+    Acked(ShortStr, ShortStr, u64),
+    Delivered(ShortStr, ShortStr, u64),
+}
+
+impl Record {
+    pub fn decode(kind: u8, payload: &[u8]) -> Result<Record, BadRecord> {
+        Ok(match kind {
+            EXCHANGE => {
+                let (v, r) = codec::decode_exchange(payload)?;
+                Record::Exchange(v, r)
+            }
+            EXCHANGE_DELETED => {
+                let (v, n) = codec::decode_name(payload)?;
+                Record::ExchangeDeleted(v, n)
+            }
+            QUEUE => Record::Queue(codec::decode_queue(payload)?),
+            QUEUE_DELETED => {
+                let (v, n) = codec::decode_name(payload)?;
+                Record::QueueDeleted(v, n)
+            }
+            BINDING => {
+                let (v, r) = codec::decode_binding(payload)?;
+                Record::Binding(v, r)
+            }
+            BINDING_DELETED => {
+                let (v, r) = codec::decode_binding(payload)?;
+                Record::BindingDeleted(v, r)
+            }
+            MESSAGE => {
+                let (v, q, m) = codec::decode_message(payload)?;
+                Record::Message(v, q, m)
+            }
+            ACKED => {
+                let (v, q, id) = codec::decode_delivered(payload)?;
+                Record::Acked(v, q, id)
+            }
+            DELIVERED => {
+                let (v, q, id) = codec::decode_delivered(payload)?;
+                Record::Delivered(v, q, id)
+            }
+            _ => return Err(BadRecord),
+        })
+    }
+
+    /// The message id the record mentions, if any.
+    pub fn message_id(&self) -> Option<u64> {
+        match self {
+            Record::Message(_, _, m) => Some(m.id),
+            Record::Acked(_, _, id) | Record::Delivered(_, _, id) => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// It saves or deletes an exchange, queue or binding.
+    pub fn is_definition(&self) -> bool {
+        self.message_id().is_none()
+    }
+
+    /// Plays the record into a store (recovery replays the log into a `MemoryStorage`).
+    pub fn apply(&self, to: &mut impl Storage) {
+        match self {
+            Record::Exchange(v, r) => to.save_exchange(v, r),
+            Record::ExchangeDeleted(v, n) => to.delete_exchange(v, n),
+            Record::Queue(r) => to.save_queue(r),
+            Record::QueueDeleted(v, n) => to.delete_queue(v, n),
+            Record::Binding(v, r) => to.save_binding(v, r),
+            Record::BindingDeleted(v, r) => to.delete_binding(v, r),
+            Record::Message(v, q, m) => to.save_message(v, q, m),
+            Record::Acked(v, q, id) => to.delete_message(v, q, *id),
+            Record::Delivered(v, q, id) => to.mark_delivered(v, q, *id),
+        }
+    }
+}
+
+pub fn exchange(out: &mut Vec<u8>, vhost: &str, r: &ExchangeRecord) {
+    frame::append(out, EXCHANGE, |o| codec::encode_exchange(o, vhost, r));
+}
+
+pub fn exchange_deleted(out: &mut Vec<u8>, vhost: &str, name: &str) {
+    frame::append(out, EXCHANGE_DELETED, |o| {
+        codec::encode_name(o, vhost, name)
+    });
+}
+
+pub fn queue(out: &mut Vec<u8>, r: &QueueRecord) {
+    frame::append(out, QUEUE, |o| codec::encode_queue(o, r));
+}
+
+pub fn queue_deleted(out: &mut Vec<u8>, vhost: &str, name: &str) {
+    frame::append(out, QUEUE_DELETED, |o| codec::encode_name(o, vhost, name));
+}
+
+pub fn binding(out: &mut Vec<u8>, vhost: &str, r: &BindingRecord) {
+    frame::append(out, BINDING, |o| codec::encode_binding(o, vhost, r));
+}
+
+pub fn binding_deleted(out: &mut Vec<u8>, vhost: &str, r: &BindingRecord) {
+    frame::append(out, BINDING_DELETED, |o| codec::encode_binding(o, vhost, r));
+}
+
+pub fn message(out: &mut Vec<u8>, vhost: &str, queue: &str, r: &MessageRecord) {
+    frame::append(out, MESSAGE, |o| codec::encode_message(o, vhost, queue, r));
+}
+
+pub fn acked(out: &mut Vec<u8>, vhost: &str, queue: &str, id: u64) {
+    frame::append(out, ACKED, |o| codec::encode_delivered(o, vhost, queue, id));
+}
+
+pub fn delivered(out: &mut Vec<u8>, vhost: &str, queue: &str, id: u64) {
+    frame::append(out, DELIVERED, |o| {
+        codec::encode_delivered(o, vhost, queue, id)
+    });
+}
