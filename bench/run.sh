@@ -176,7 +176,7 @@ THROUGHPUT=(
   "s2-64kib|-x 1 -y 1 -s 65536 --auto-ack --time $D"
   "s3-ack-prefetch100|-x 1 -y 1 -s 16 --prefetch 100 --time $D"
   "s3-confirm1000|-x 1 -y 1 -s 16 --confirm 1000 --auto-ack --time $D"
-  "s4-persistent-confirm|-x 1 -y 1 -s 16 --persistent --confirm 1000 --auto-ack --time $D"
+  "s4-persistent-confirm|-x 1 -y 1 -s 1024 --persistent --confirm 1000 --auto-ack --time $D"
   "s5-fanout10|-x 1 -y 10 -s 16 --auto-ack --exchange perf-fanout --exchange-type fanout --queues 10 --time $D"
   "s5-topic10k|-x 1 -y 1 -s 16 --auto-ack --exchange perf-topic --exchange-type topic --routing-key perf.key.0 --binding-key perf.key.* --bindings 10000 --time $D"
   "s6-latency10k|-x 1 -y 1 -s 16 --auto-ack --rate 10000 --time $D"

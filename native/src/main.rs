@@ -1,5 +1,7 @@
 //! `warren`: the AMQP 0-9-1 broker binary.
 
+mod alarms;
+mod disk;
 mod memory;
 
 use std::net::SocketAddr;
@@ -84,6 +86,10 @@ struct ServerArgs {
     /// The same limit in bytes; overrides the fraction.
     #[arg(long)]
     vm_memory_high_watermark_absolute: Option<u64>,
+    /// Pause publishers while the data directory's file system has less free space than
+    /// this, in bytes (RabbitMQ's disk_free_limit).
+    #[arg(long, value_name = "BYTES", default_value_t = disk::DEFAULT_LIMIT)]
+    disk_free_limit: u64,
     /// Where durable exchanges, queues and bindings and persistent messages are kept.
     #[arg(long, env = "WARREN_DATA_DIR", default_value = "warren-data")]
     data_dir: PathBuf,
@@ -217,10 +223,17 @@ async fn serve(
         Some(bytes) => memory::Watermark::Absolute(bytes),
         None => memory::Watermark::Relative(args.vm_memory_high_watermark),
     };
+    let alarms = alarms::Alarms::new(hub.clone());
     tokio::spawn(memory::monitor(
-        hub.clone(),
+        alarms.clone(),
         watermark,
         std::time::Duration::from_millis(500),
+    ));
+    tokio::spawn(disk::monitor(
+        alarms,
+        args.data_dir.clone(),
+        args.disk_free_limit,
+        std::time::Duration::from_millis(1000),
     ));
     let shutdown_hub = hub.clone();
     let mut servers = vec![tokio::spawn(tcp::serve(

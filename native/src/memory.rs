@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use tracing::{info, warn};
-use warren_transports::Hub;
+
+use crate::alarms::{Alarms, Resource};
 
 /// How the limit is given: a fraction of physical memory, or bytes.
 #[derive(Clone, Copy, Debug)]
@@ -47,7 +48,7 @@ fn kib_field(text: &str, key: &str) -> Option<u64> {
 }
 
 /// Checks memory every `period` and raises or clears the hub's alarm on crossings.
-pub async fn monitor(hub: Hub, watermark: Watermark, period: Duration) {
+pub async fn monitor(alarms: Alarms, watermark: Watermark, period: Duration) {
     let Some(total) = total_bytes() else {
         warn!("cannot read /proc/meminfo: memory alarm disabled");
         return;
@@ -66,11 +67,10 @@ pub async fn monitor(hub: Hub, watermark: Watermark, period: Duration) {
             alarmed = over;
             if over {
                 warn!(rss, limit, "memory alarm set: publishers are paused");
-                hub.set_resource_alarm(Some("low on memory".into())).await;
             } else {
                 info!(rss, limit, "memory alarm cleared");
-                hub.set_resource_alarm(None).await;
             }
+            alarms.set(Resource::Memory, over).await;
         }
     }
 }

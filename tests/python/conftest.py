@@ -101,7 +101,7 @@ class WarrenProcess:
     """A broker of the test's own on a data directory that outlives it, to stop (SIGTERM or
     SIGKILL) and start again as a restart does (WARREN_BIN only)."""
 
-    def __init__(self, *extra_args, data_dir=None):
+    def __init__(self, *extra_args, data_dir=None, max_open_files=None):
         self.binary = os.environ.get("WARREN_BIN")
         if not self.binary:
             pytest.skip("needs WARREN_BIN: starts a broker of its own")
@@ -110,6 +110,13 @@ class WarrenProcess:
         self.log_path = os.path.join(tempfile.mkdtemp(prefix="warren-own-"), "warren.log")
         self.port = None
         self.proc = None
+        self.max_open_files = max_open_files
+
+    def _limits(self):
+        if self.max_open_files:
+            import resource
+            _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_open_files, hard))
 
     def start(self):
         self.port = _free_port()
@@ -118,7 +125,7 @@ class WarrenProcess:
                 [self.binary, "server", "--amqp", "127.0.0.1:%d" % self.port,
                  "--data-dir", self.data_dir, *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=self._limits)
         assert _wait_for_port("127.0.0.1", self.port, self.proc, 20), _tail(self.log_path)
         return self
 

@@ -201,3 +201,30 @@ def test_a_damaged_store_is_refused_by_name_unless_told_to_skip(warren):
         conn.close()
     finally:
         skipping.stop()
+
+
+def test_ten_thousand_durable_queues_under_the_default_open_file_limit():
+    # The store keeps one file open for writing whatever the number of queues.
+    w = WarrenProcess(max_open_files=1024).start()
+    try:
+        conn = connect(w)
+        ch = conn.channel()
+        names = ["q%05d" % i for i in range(10_000)]
+        for name in names:
+            ch.queue_declare(name, durable=True)
+        ch.tx_select()
+        for name in names:
+            ch.basic_publish("", name, name.encode(), PERSISTENT)
+        ch.tx_commit()  # one sync for all ten thousand
+        conn.close()
+
+        restart(w, signal.SIGKILL)
+        conn = connect(w)
+        ch = conn.channel()
+        for name in names:
+            assert ch.queue_declare(name, passive=True).method.message_count == 1, name
+        m, _p, body = ch.basic_get("q09999", auto_ack=True)
+        assert body == b"q09999"
+        conn.close()
+    finally:
+        w.stop()

@@ -1,7 +1,9 @@
-"""The memory alarm: publishers are blocked (connection.blocked) while the broker is over its
-memory high watermark, like RabbitMQ's vm_memory_high_watermark.
+"""The resource alarms: publishers are blocked (connection.blocked) while the broker is over its
+memory high watermark (RabbitMQ's vm_memory_high_watermark) or the data directory's disk has
+less free space than the limit (RabbitMQ's disk_free_limit).
 
-Needs a broker of its own started with a tiny watermark, so it runs only with WARREN_BIN."""
+Needs a broker of its own started with a tiny watermark or a huge disk limit, so it runs only
+with WARREN_BIN."""
 
 import pika
 import pytest
@@ -46,3 +48,18 @@ def test_consumer_only_connection_is_not_blocked(alarmed_broker):
         assert ch.queue_declare(q, passive=True).method.consumer_count == 1
     finally:
         conn.close()
+
+
+def test_publisher_gets_connection_blocked_when_the_disk_is_low():
+    # No disk has an exabyte free: the alarm is on from the first check.
+    with own_warren("--disk-free-limit", str(10 ** 18)) as (port, _proc):
+        params = pika.URLParameters("amqp://guest:guest@127.0.0.1:%d/%%2F" % port)
+        params.blocked_connection_timeout = 30
+        conn = pika.BlockingConnection(params)
+        events = []
+        conn.add_on_connection_blocked_callback(lambda _c, m: events.append(m.method.reason))
+        ch = conn.channel()
+        q = ch.queue_declare("", exclusive=True).method.queue
+        ch.basic_publish("", q, b"under the disk alarm")
+        pump_until(conn, lambda: events, what="connection.blocked")
+        assert events == ["low on disk"]

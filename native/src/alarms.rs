@@ -1,0 +1,82 @@
+//! Resource alarms, as RabbitMQ raises them: memory over its watermark, free disk space under
+//! its limit. Each monitor sets its own; the broker hears one reason for all that are on, and
+//! publishers stay blocked until every one has cleared.
+
+use std::sync::{Arc, Mutex};
+
+use warren_transports::Hub;
+
+/// A resource that can run low.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    Memory,
+    Disk,
+}
+
+impl Resource {
+    fn reason(self) -> &'static str {
+        match self {
+            Resource::Memory => "low on memory",
+            Resource::Disk => "low on disk",
+        }
+    }
+}
+
+/// The alarms in force, shared by the monitors.
+#[derive(Clone)]
+pub struct Alarms {
+    hub: Hub,
+    on: Arc<Mutex<Vec<Resource>>>,
+}
+
+impl Alarms {
+    pub fn new(hub: Hub) -> Alarms {
+        Alarms {
+            hub,
+            on: Arc::default(),
+        }
+    }
+
+    /// Raises or clears the alarm for `resource`; the broker hears the change, if any.
+    pub async fn set(&self, resource: Resource, alarmed: bool) {
+        let reason = {
+            let mut on = self.on.lock().expect("alarm lock");
+            let before = reason(&on);
+            on.retain(|r| *r != resource);
+            if alarmed {
+                on.push(resource);
+                on.sort_by_key(|r| *r as u8);
+            }
+            let after = reason(&on);
+            if before == after {
+                return;
+            }
+            after
+        };
+        self.hub.set_resource_alarm(reason).await;
+    }
+}
+
+/// What `connection.blocked` says: each resource that is low, joined with " & ".
+fn reason(on: &[Resource]) -> Option<String> {
+    if on.is_empty() {
+        return None;
+    }
+    let parts: Vec<&str> = on.iter().map(|r| r.reason()).collect();
+    Some(parts.join(" & "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_reason_names_every_low_resource() {
+        assert_eq!(reason(&[]), None);
+        assert_eq!(reason(&[Resource::Disk]).as_deref(), Some("low on disk"));
+        assert_eq!(
+            reason(&[Resource::Memory, Resource::Disk]).as_deref(),
+            Some("low on memory & low on disk")
+        );
+    }
+}
