@@ -24,6 +24,17 @@ fn durable(name: &str) -> QueueDeclare {
     }
 }
 
+/// Declares a durable queue and waits for its declare-ok (which waits for the store).
+fn declare_durable(w: &mut World, c: Cid, name: &str) {
+    w.client(c).queue_declare(1, durable(name));
+    w.sync_storage();
+    let r = w.client(c).flush();
+    assert!(
+        matches!(methods(&r).as_slice(), [Method::QueueDeclareOk(_)]),
+        "{r:?}"
+    );
+}
+
 fn acks(r: &[Received]) -> Vec<(u64, bool)> {
     methods(r)
         .into_iter()
@@ -41,7 +52,7 @@ fn acks(r: &[Received]) -> Vec<(u64, bool)> {
 fn a_persistent_confirm_waits_for_the_sync_and_a_burst_is_one_ack() {
     let mut w = deferred_world();
     let c = w.connect_channel();
-    w.client(c).declare_queue_with(1, durable("dq"));
+    declare_durable(&mut w, c, "dq");
     w.client(c).confirm_select(1);
     for body in ["a", "b", "c"] {
         let r = w
@@ -58,7 +69,7 @@ fn a_persistent_confirm_waits_for_the_sync_and_a_burst_is_one_ack() {
 fn transient_messages_and_other_channels_do_not_wait() {
     let mut w = deferred_world();
     let c = w.connect_channel();
-    w.client(c).declare_queue_with(1, durable("dq"));
+    declare_durable(&mut w, c, "dq");
     w.client(c).open_channel(2);
     w.client(c).confirm_select(1);
     w.client(c).confirm_select(2);
@@ -82,7 +93,7 @@ fn transient_messages_and_other_channels_do_not_wait() {
 fn a_channel_keeps_its_order_behind_a_held_confirm() {
     let mut w = deferred_world();
     let c = w.connect_channel();
-    w.client(c).declare_queue_with(1, durable("dq"));
+    declare_durable(&mut w, c, "dq");
     w.client(c).confirm_select(1);
     assert!(w
         .client(c)
@@ -119,7 +130,7 @@ fn a_channel_keeps_its_order_behind_a_held_confirm() {
 fn tx_commit_ok_waits_for_stored_publishes_and_acks() {
     let mut w = deferred_world();
     let c = w.connect_channel();
-    w.client(c).declare_queue_with(1, durable("dq"));
+    declare_durable(&mut w, c, "dq");
     w.client(c).tx_select(1);
     w.client(c).publish(1, "", "dq", &persistent(), b"m");
     assert!(w.client(c).tx_commit(1).is_empty(), "commit-ok before sync");
@@ -159,7 +170,7 @@ fn a_connection_that_closes_while_waiting_gets_nothing_after_close_ok() {
     let mut w = deferred_world();
     let c = w.connect_channel();
     let d = w.connect_channel();
-    w.client(c).declare_queue_with(1, durable("dq"));
+    declare_durable(&mut w, c, "dq");
     w.client(c).confirm_select(1);
     assert!(w
         .client(c)
@@ -175,4 +186,50 @@ fn a_connection_that_closes_while_waiting_gets_nothing_after_close_ok() {
     // The message itself was stored and is there for others.
     let r = w.client(d).get(1, "dq", true);
     assert_eq!(bodies(&r), ["p"]);
+}
+
+#[test]
+fn answers_to_durable_definitions_wait_for_the_sync_and_transient_ones_do_not() {
+    let mut w = deferred_world();
+    let c = w.connect_channel();
+    let r = w.client(c).queue_declare(1, durable("dq"));
+    assert!(
+        r.is_empty(),
+        "declare-ok before the queue is on disk: {r:?}"
+    );
+    w.sync_storage();
+    assert!(matches!(
+        methods(&w.client(c).flush()).as_slice(),
+        [Method::QueueDeclareOk(_)]
+    ));
+    // A transient queue, or declaring the durable one again, writes nothing: answered at once.
+    w.client(c).declare_queue(1, "tq");
+    w.client(c).declare_queue_with(1, durable("dq"));
+    // Binding it to a durable exchange is stored, and waits.
+    let r = w.client(c).send(
+        1,
+        warren_core::codec::QueueBind {
+            queue: "dq".into(),
+            exchange: "amq.direct".into(),
+            routing_key: "k".into(),
+            ..Default::default()
+        },
+    );
+    assert!(r.is_empty(), "bind-ok before the binding is on disk: {r:?}");
+    w.sync_storage();
+    assert!(matches!(
+        methods(&w.client(c).flush()).as_slice(),
+        [Method::QueueBindOk(_)]
+    ));
+    let r = w.client(c).delete_queue(1, "dq");
+    assert!(
+        r.is_empty(),
+        "delete-ok before the deletion is on disk: {r:?}"
+    );
+    w.sync_storage();
+    assert!(matches!(
+        methods(&w.client(c).flush()).as_slice(),
+        [Method::QueueDeleteOk(_)]
+    ));
+    assert!(w.storage.load().queues.is_empty());
 }

@@ -82,6 +82,9 @@ pub struct BacklogArgs {
     /// Seconds to wait before the second RSS reading.
     #[arg(long, default_value_t = 2.0)]
     pub settle: f64,
+    /// Leave the durable queue and its messages behind (to time a restart's recovery).
+    #[arg(long, requires = "persistent")]
+    pub keep: bool,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -278,7 +281,7 @@ pub async fn run_backlog(args: &BacklogArgs) -> Result<MemoryReport> {
     let setup_secs = t.elapsed().as_secs_f64();
     settle(args.settle).await;
     let after = rss_bytes(args.pid)?;
-    if args.persistent {
+    if args.persistent && !args.keep {
         conn.rpc(
             1,
             warren_core::codec::QueueDelete {

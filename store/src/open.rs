@@ -11,7 +11,7 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use warren_core::storage::{MemoryStorage, Storage};
+use warren_core::storage::MemoryStorage;
 
 use crate::frame::{self, Read};
 use crate::ledger::{Ledger, Segment};
@@ -101,7 +101,7 @@ pub fn open(
     }
     let mut report = replay.report;
     report.segments = numbers.len();
-    let mut recovered = replay.state.load();
+    let mut recovered = replay.state.into_recovered();
     recovered.next_message_id = replay.max_id + 1;
     report.messages = recovered.messages.iter().map(|(_, _, m)| m.len()).sum();
     let mut ledger = replay.ledger;

@@ -161,7 +161,8 @@ class Broker:
                                  % (self.log_path, open(self.log_path).read()[-3000:]))
 
     def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
 
@@ -205,29 +206,31 @@ def run(binary, rounds, seed, out=print):
     broker = Broker(binary, os.path.join(data_dir, "data"), log_path)
     ledger = Ledger()
     broker.start()
-    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
-    conn.channel().queue_declare(QUEUE, durable=True)
-    conn.close()
-    for r in range(rounds):
-        stop = threading.Event()
-        threads = [threading.Thread(target=publisher, args=(broker.port, p, ledger, stop))
-                   for p in range(2)]
-        # Some rounds let a backlog build (no consumer), some ack only in transactions.
-        consumers = rng.choice([(), (tx_consumer,), (tx_consumer, plain_consumer)])
-        threads += [threading.Thread(target=c, args=(broker.port, ledger, stop))
-                    for c in consumers]
-        for t in threads:
-            t.start()
-        time.sleep(rng.uniform(0.2, 1.2))
+    try:
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+        conn.channel().queue_declare(QUEUE, durable=True)
+        conn.close()
+        for r in range(rounds):
+            stop = threading.Event()
+            threads = [threading.Thread(target=publisher, args=(broker.port, p, ledger, stop))
+                       for p in range(2)]
+            # Some rounds let a backlog build (no consumer), some ack only in transactions.
+            consumers = rng.choice([(), (tx_consumer,), (tx_consumer, plain_consumer)])
+            threads += [threading.Thread(target=c, args=(broker.port, ledger, stop))
+                        for c in consumers]
+            for t in threads:
+                t.start()
+            time.sleep(rng.uniform(0.2, 1.2))
+            broker.kill()
+            stop.set()
+            for t in threads:
+                t.join(10)
+            broker.start()
+            queued = check(broker.port, ledger)
+            out("round %d: %d confirmed, %d acked in tx, %d in the queue after kill -9"
+                % (r + 1, len(ledger.confirmed), len(ledger.tx_acked), queued))
+    finally:
         broker.kill()
-        stop.set()
-        for t in threads:
-            t.join(10)
-        broker.start()
-        queued = check(broker.port, ledger)
-        out("round %d: %d confirmed, %d acked in tx, %d in the queue after kill -9"
-            % (r + 1, len(ledger.confirmed), len(ledger.tx_acked), queued))
-    broker.kill()
     return ledger
 
 

@@ -76,6 +76,26 @@ def test_durable_entities_survive_a_restart_and_transient_ones_do_not(warren):
     conn.close()
 
 
+def test_a_durable_declare_answered_survives_kill_9(warren):
+    # declare-ok and bind-ok come once the change is on disk, as RabbitMQ answers once its
+    # schema store has it.
+    conn = connect(warren)
+    ch = conn.channel()
+    ch.exchange_declare("dx", "direct", durable=True)
+    ch.queue_declare("dq", durable=True)
+    ch.queue_bind("dq", "dx", "k")
+
+    restart(warren, signal.SIGKILL)
+    conn = connect(warren)
+    assert queue_exists(conn, "dq")
+    assert exchange_exists(conn, "dx")
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("dx", "k", b"bound", PERSISTENT, mandatory=True)
+    assert drain(ch, "dq") == [b"bound"]
+    conn.close()
+
+
 def test_persistent_messages_come_back_in_order_and_transient_ones_do_not(warren):
     conn = connect(warren)
     ch = conn.channel()

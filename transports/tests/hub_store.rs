@@ -57,7 +57,16 @@ async fn a_confirm_waits_for_the_store_to_report_its_sync() {
         durable: true,
         ..Default::default()
     };
-    method(&link, &mut events, declare).await;
+    link.send(vec![Command::Method {
+        channel: 1,
+        method: declare.into(),
+    }])
+    .await;
+    // declare-ok of a durable queue waits for the store too.
+    let early = tokio::time::timeout(Duration::from_millis(100), events.recv()).await;
+    assert!(early.is_err(), "declare-ok before the sync: {early:?}");
+    synced_tx.send(storage.write_seq()).unwrap();
+    assert_eq!(events.recv().await.expect("declare-ok").len(), 1);
     method(&link, &mut events, ConfirmSelect { nowait: false }).await;
     let persistent = BasicProperties {
         delivery_mode: Some(2),

@@ -69,7 +69,48 @@ pub(crate) fn event_channel(event: &Event) -> Option<u16> {
     }
 }
 
+/// Where the broker stood before a command whose answers may have to wait for its writes.
+pub(crate) struct DurableMark {
+    writes: u64,
+    events: usize,
+    held: usize,
+}
+
 impl Broker {
+    pub(crate) fn durable_mark(&self) -> DurableMark {
+        DurableMark {
+            writes: self.storage.write_seq(),
+            events: self.events.len(),
+            held: self.held.events.len(),
+        }
+    }
+
+    /// If the store took writes since `mark`, whatever the broker emitted since on `conn`'s
+    /// `channel` (the answer) waits for them: taken back from the ready events, or, already
+    /// waiting behind earlier answers, made to wait for these writes too.
+    pub(crate) fn hold_answers_since(&mut self, mark: DurableMark, conn: ConnId, channel: u16) {
+        let seq = self.writes_since(mark.writes);
+        if seq == 0 {
+            return;
+        }
+        let on_channel = |c: &ConnId, e: &Event| *c == conn && event_channel(e) == Some(channel);
+        for (waits, c, event) in self.held.events.range_mut(mark.held..) {
+            if on_channel(c, event) {
+                *waits = (*waits).max(seq);
+            }
+        }
+        let mut i = mark.events;
+        while i < self.events.len() {
+            let (c, event) = &self.events[i];
+            if on_channel(c, event) {
+                let (c, event) = self.events.remove(i).expect("in range");
+                self.held.push(seq, c, channel, event);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
     /// Hands the writes the store took since the last call to the I/O behind it. Hosts call it
     /// once per round, after the round's commands and timers, so one flush carries every
     /// publisher's writes.

@@ -433,6 +433,21 @@ impl Broker {
         if !c.channels.contains_key(&channel) {
             return Ok(());
         }
+        // An answer to a change of durable definitions waits until the change is on disk,
+        // as RabbitMQ answers only once its schema store has the change.
+        let defines = matches!(
+            method,
+            Method::ExchangeDeclare(_)
+                | Method::ExchangeDelete(_)
+                | Method::ExchangeBind(_)
+                | Method::ExchangeUnbind(_)
+                | Method::QueueDeclare(_)
+                | Method::QueueBind(_)
+                | Method::QueueUnbind(_)
+                | Method::QueuePurge(_)
+                | Method::QueueDelete(_)
+        );
+        let mark = defines.then(|| self.durable_mark());
         let result = match method {
             Method::ChannelClose(_) => {
                 self.close_channel(conn, channel);
@@ -472,6 +487,9 @@ impl Broker {
                 m.name()
             )),
         };
+        if let Some(mark) = mark {
+            self.hold_answers_since(mark, conn, channel);
+        }
         result.map_err(|f| f.or_caused_by(class_id, method_id))
     }
 

@@ -76,6 +76,36 @@ impl MemoryStorage {
         Self::default()
     }
 
+    /// Everything stored, given up without a copy (a disk store replays its log into a
+    /// `MemoryStorage`, then hands the broker this).
+    pub fn into_recovered(self) -> Recovered {
+        Recovered {
+            exchanges: self
+                .exchanges
+                .into_iter()
+                .map(|((v, _), r)| (ShortStr::from(v.as_str()), r))
+                .collect(),
+            queues: self.queues.into_values().collect(),
+            bindings: self
+                .bindings
+                .into_iter()
+                .map(|(v, b)| (ShortStr::from(v.as_str()), b))
+                .collect(),
+            messages: self
+                .messages
+                .into_iter()
+                .map(|((v, q), m)| {
+                    (
+                        ShortStr::from(v.as_str()),
+                        ShortStr::from(q.as_str()),
+                        m.into_values().collect(),
+                    )
+                })
+                .collect(),
+            next_message_id: 0,
+        }
+    }
+
     /// How many messages are stored across all queues.
     pub fn message_count(&self) -> usize {
         self.messages.values().map(|m| m.len()).sum()
