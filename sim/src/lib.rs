@@ -19,6 +19,7 @@
 //! ```
 
 pub mod client;
+pub mod disk;
 pub mod model;
 pub mod oracle;
 pub mod program;

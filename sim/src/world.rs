@@ -27,6 +27,7 @@ use warren_core::{ConnId, Pump};
 use warren_testkit::Handshake;
 
 use crate::client::{ChState, Client, Phase, MAX_CHANNELS};
+use crate::disk::{SimDisk, SimStore};
 use crate::model::{Model, Sent, Strictness, REPLY_TO};
 use crate::oracle::Oracle;
 use crate::program::{
@@ -185,6 +186,10 @@ pub struct Stats {
     pub routed: u64,
     /// Connections the server dropped for silence (missed heartbeats, slow handshake).
     pub timeouts: u64,
+    /// Broker restarts (each a crash of the process, replayed from its disk store).
+    pub restarts: u64,
+    /// Messages the disk store gave back across those restarts.
+    pub recovered: u64,
 }
 
 impl Stats {
@@ -204,6 +209,8 @@ impl Stats {
         self.published += o.published;
         self.routed += o.routed;
         self.timeouts += o.timeouts;
+        self.restarts += o.restarts;
+        self.recovered += o.recovered;
     }
 }
 
@@ -281,6 +288,8 @@ pub struct Sim {
     config: ConnectionConfig,
     seed: u64,
     restarts: u64,
+    /// The broker's disk: it outlives restarts.
+    disk: SimDisk,
     /// The memory alarm is on.
     alarm: bool,
     /// When the running broker process started (sim ms): its clock counts from there, as a
@@ -295,12 +304,13 @@ type R = Result<(), String>;
 
 impl Sim {
     pub fn new(seed: u64, opts: Options) -> Self {
+        let disk = SimDisk::default();
         let broker = Broker::new(
             BrokerConfig {
                 seed: seed ^ 0x00b1_0cce_d5ee_d5ee,
             },
             Box::new(StaticUsers::with_guest()),
-            Box::new(MemoryStorage::default()),
+            Box::new(SimStore::open(disk.clone())),
         );
         let peers = (0..opts.clients)
             .map(|i| Peer {
@@ -332,6 +342,7 @@ impl Sim {
             flow: Rng::new(seed ^ 0x666c_6f77_6374_6c21),
             seed,
             restarts: 0,
+            disk,
             alarm: false,
             epoch: 0,
             shape: Rng::new(seed),
@@ -864,7 +875,12 @@ impl Sim {
             Oracle::new(Model::new(self.opts.strict)),
         );
         let (old, oracle) = std::mem::replace(&mut self.pump, placeholder).into_parts();
-        let storage = old.into_storage();
+        drop(old);
+        // The process dies: what was not synced is lost, and the last write may be torn.
+        let mut crash = Rng::new(self.seed ^ self.restarts.wrapping_mul(0x6469_736b));
+        self.disk.crash(&mut crash);
+        let storage = Box::new(SimStore::open(self.disk.clone()));
+        self.stats.restarts += 1;
         let broker = Broker::new(
             BrokerConfig {
                 seed: self.seed ^ 0x00b1_0cce_d5ee_d5ee ^ self.restarts.wrapping_mul(0x51),
@@ -872,6 +888,7 @@ impl Sim {
             Box::new(StaticUsers::with_guest()),
             storage,
         );
+        self.stats.recovered += broker.queues().map(|q| q.len() as u64).sum::<u64>();
         self.pump = Pump::with_observer(broker, self.config.clone(), oracle);
         // A new broker process starts without an alarm.
         self.alarm = false;

@@ -15,6 +15,7 @@
 //!   recovers: acked messages stay gone, delivered ones come back redelivered, a deleted queue
 //!   takes its messages with it. See [`open`] for torn and damaged records.
 
+mod disk;
 pub mod frame;
 mod ledger;
 mod open;
@@ -22,6 +23,7 @@ mod records;
 mod store;
 mod writer;
 
-pub use open::{open, OpenError, Opened, Options, Report};
-pub use store::DiskStorage;
-pub use writer::segment_path;
+pub use disk::{Disk, FsDisk};
+pub use open::{open, open_on, OpenError, Opened, Options, Report};
+pub use store::{DiskStorage, Sink};
+pub use writer::{segment_path, Batch, Op, Writer};

@@ -7,17 +7,18 @@
 //! many it skipped. It never panics on what it reads.
 
 use std::fmt;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use warren_core::storage::MemoryStorage;
 
+use crate::disk::{Disk, FsDisk};
 use crate::frame::{self, Read};
 use crate::ledger::{Ledger, Segment};
 use crate::records::Record;
 use crate::store::DiskStorage;
-use crate::writer::{self, segment_path};
+use crate::store::Sink;
+use crate::writer::{self, Writer};
 
 /// How to open the store.
 #[derive(Clone, Debug)]
@@ -84,20 +85,44 @@ pub struct Opened {
     pub report: Report,
 }
 
-/// Opens (creating it if need be) the store in `dir`. `on_synced` is called from the writer
-/// thread with the write sequence each time a group of writes is on disk.
+/// Opens (creating it if need be) the store in `dir`, its writer on a thread of its own.
+/// `on_synced` is called from the writer thread with the write sequence each time a group of
+/// writes is on disk.
 pub fn open(
     dir: &Path,
     options: &Options,
     on_synced: Box<dyn FnMut(u64) + Send>,
 ) -> Result<Opened, OpenError> {
-    let io = |e| OpenError::Io(dir.to_owned(), e);
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let numbers = list_segments(dir).map_err(io)?;
+    let disk = FsDisk::new(dir).map_err(|e| OpenError::Io(dir.to_owned(), e))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = Box::new(move |batch| {
+        // The writer outlives the store: it ends when this sender is dropped.
+        let _ = tx.send(batch);
+    });
+    let (storage, writer, report) = open_on(disk, options, sink)?;
+    let writer =
+        writer::spawn(writer, rx, on_synced).map_err(|e| OpenError::Io(dir.to_owned(), e))?;
+    Ok(Opened {
+        storage,
+        writer,
+        report,
+    })
+}
+
+/// Opens the store on any [`Disk`]: replays it, and returns the storage for the broker (its
+/// batches go to `sink`), the writer that must apply them (it has begun a new segment), and
+/// what the replay found.
+pub fn open_on<D: Disk>(
+    mut disk: D,
+    options: &Options,
+    sink: Sink,
+) -> Result<(DiskStorage, Writer<D>, Report), OpenError> {
+    let mut numbers = disk.list().map_err(|e| OpenError::Io(disk.name(0), e))?;
+    numbers.sort_unstable();
     let mut replay = Replay::default();
     for (i, &n) in numbers.iter().enumerate() {
         let last = i + 1 == numbers.len();
-        replay.segment(dir, n, last, options)?;
+        replay.segment(&mut disk, n, last, options)?;
     }
     let mut report = replay.report;
     report.segments = numbers.len();
@@ -107,35 +132,16 @@ pub fn open(
     let mut ledger = replay.ledger;
     let first = numbers.last().map_or(1, |n| n + 1);
     ledger.segments.push_back(Segment::new(first));
-    let (tx, handle) = writer::spawn(dir.to_owned(), first, on_synced).map_err(io)?;
+    let name = disk.name(first);
+    let writer = Writer::new(disk, first).map_err(|e| OpenError::Io(name, e))?;
     let storage = DiskStorage::new(
         replay.definitions,
         recovered,
         ledger,
         options.segment_bytes,
-        tx,
+        sink,
     );
-    Ok(Opened {
-        storage,
-        writer: handle,
-        report,
-    })
-}
-
-/// Segment numbers in `dir`, oldest first (other files are left alone).
-fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
-    let mut numbers = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else {
-            continue;
-        };
-        if stem.len() == 16 && stem.bytes().all(|b| b.is_ascii_digit()) {
-            numbers.push(stem.parse().expect("16 digits"));
-        }
-    }
-    numbers.sort_unstable();
-    Ok(numbers)
+    Ok((storage, writer, report))
 }
 
 #[derive(Default)]
@@ -152,13 +158,13 @@ struct Replay {
 impl Replay {
     fn segment(
         &mut self,
-        dir: &Path,
+        disk: &mut impl Disk,
         n: u64,
         last: bool,
         options: &Options,
     ) -> Result<(), OpenError> {
-        let path = segment_path(dir, n);
-        let data = std::fs::read(&path).map_err(|e| OpenError::Io(path.clone(), e))?;
+        let path = disk.name(n);
+        let data = disk.read(n).map_err(|e| OpenError::Io(path.clone(), e))?;
         self.ledger.segments.push_back(Segment::new(n));
         self.report.bytes += data.len() as u64;
         let mut at = 0;
@@ -181,7 +187,8 @@ impl Replay {
                 // Only the last segment was being written when the process stopped: an older
                 // one was synced whole before the next began.
                 Read::Torn if last => {
-                    truncate(&path, at as u64)?;
+                    disk.truncate(n, at as u64)
+                        .map_err(|e| OpenError::Io(path.clone(), e))?;
                     self.report.torn_tail = Some((path, (data.len() - at) as u64));
                     return Ok(());
                 }
@@ -218,14 +225,4 @@ impl Replay {
         }
         record.apply(&mut self.state);
     }
-}
-
-fn truncate(path: &Path, len: u64) -> Result<(), OpenError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| OpenError::Io(path.to_owned(), e))?;
-    file.set_len(len)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| OpenError::Io(path.to_owned(), e))
 }

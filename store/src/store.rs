@@ -2,8 +2,6 @@
 //! and only encodes: each call appends one framed record to a buffer, and
 //! [`Storage::flush`] (once per round) hands the round's bytes to the writer thread.
 
-use std::sync::mpsc::Sender;
-
 use warren_core::storage::{
     BindingRecord, ExchangeRecord, MemoryStorage, MessageRecord, QueueRecord, Recovered, Storage,
 };
@@ -11,6 +9,9 @@ use warren_core::storage::{
 use crate::ledger::{Ledger, Segment};
 use crate::records;
 use crate::writer::{Batch, Op};
+
+/// Where the store's batches go: the writer thread's channel, or the simulator's queue.
+pub type Sink = Box<dyn FnMut(Batch) + Send>;
 
 /// The broker's view of the disk store. See the crate docs.
 pub struct DiskStorage {
@@ -28,7 +29,7 @@ pub struct DiskStorage {
     /// A segment is closed once it reaches this size.
     segment_bytes: u64,
     next_segment: u64,
-    writer: Sender<Batch>,
+    sink: Sink,
 }
 
 impl DiskStorage {
@@ -37,7 +38,7 @@ impl DiskStorage {
         recovered: Recovered,
         ledger: Ledger,
         segment_bytes: u64,
-        writer: Sender<Batch>,
+        sink: Sink,
     ) -> DiskStorage {
         let next_segment = ledger.segments.back().map_or(1, |s| s.number + 1);
         DiskStorage {
@@ -49,7 +50,7 @@ impl DiskStorage {
             writes: 0,
             segment_bytes,
             next_segment,
-            writer,
+            sink,
         }
     }
 
@@ -156,8 +157,7 @@ impl Storage for DiskStorage {
             ops: std::mem::take(&mut self.ops),
             seq: self.writes,
         };
-        // The writer outlives the store: it ends when this sender is dropped.
-        let _ = self.writer.send(batch);
+        (self.sink)(batch);
     }
 }
 
