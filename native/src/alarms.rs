@@ -3,7 +3,9 @@
 //! publishers stay blocked until every one has cleared.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use tracing::{info, warn};
 use warren_transports::Hub;
 
 /// A resource that can run low.
@@ -54,6 +56,37 @@ impl Alarms {
             after
         };
         self.hub.set_resource_alarm(reason).await;
+    }
+}
+
+/// Reads a resource every `period` (`read` gives its level and whether that is too low, or
+/// None when it cannot be read), and raises or clears its alarm when that changes.
+pub async fn watch(
+    alarms: Alarms,
+    resource: Resource,
+    limit: u64,
+    period: Duration,
+    mut read: impl FnMut() -> Option<(u64, bool)>,
+) {
+    let mut alarmed = false;
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let Some((level, low)) = read() else {
+            continue;
+        };
+        if low != alarmed {
+            alarmed = low;
+            if low {
+                warn!(
+                    ?resource,
+                    level, limit, "resource alarm set: publishers are paused"
+                );
+            } else {
+                info!(?resource, level, limit, "resource alarm cleared");
+            }
+            alarms.set(resource, low).await;
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::alarms::{Alarms, Resource};
+use crate::alarms::{self, Alarms, Resource};
 
 /// RabbitMQ's default `disk_free_limit`.
 pub const DEFAULT_LIMIT: u64 = 50_000_000;
@@ -29,28 +29,14 @@ pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
 /// Checks free space every `period`, raising or clearing the disk alarm on crossings.
 pub async fn monitor(alarms: Alarms, dir: PathBuf, limit: u64, period: Duration) {
     info!(limit_bytes = limit, dir = %dir.display(), "disk free limit set");
-    let mut alarmed = false;
-    let mut tick = tokio::time::interval(period);
-    loop {
-        tick.tick().await;
-        let free = match free_bytes(&dir) {
-            Ok(free) => free,
-            Err(e) => {
-                warn!(error = %e, "cannot read free disk space");
-                continue;
-            }
-        };
-        let low = free < limit;
-        if low != alarmed {
-            alarmed = low;
-            if low {
-                warn!(free, limit, "disk alarm set: publishers are paused");
-            } else {
-                info!(free, limit, "disk alarm cleared");
-            }
-            alarms.set(Resource::Disk, low).await;
+    let read = || match free_bytes(&dir) {
+        Ok(free) => Some((free, free < limit)),
+        Err(e) => {
+            warn!(error = %e, "cannot read free disk space");
+            None
         }
-    }
+    };
+    alarms::watch(alarms, Resource::Disk, limit, period, read).await;
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::alarms::{Alarms, Resource};
+use crate::alarms::{self, Alarms, Resource};
 
 /// How the limit is given: a fraction of physical memory, or bytes.
 #[derive(Clone, Copy, Debug)]
@@ -55,24 +55,8 @@ pub async fn monitor(alarms: Alarms, watermark: Watermark, period: Duration) {
     };
     let limit = watermark.limit(total);
     info!(limit_bytes = limit, "memory high watermark set");
-    let mut alarmed = false;
-    let mut tick = tokio::time::interval(period);
-    loop {
-        tick.tick().await;
-        let Some(rss) = resident_bytes() else {
-            continue;
-        };
-        let over = rss > limit;
-        if over != alarmed {
-            alarmed = over;
-            if over {
-                warn!(rss, limit, "memory alarm set: publishers are paused");
-            } else {
-                info!(rss, limit, "memory alarm cleared");
-            }
-            alarms.set(Resource::Memory, over).await;
-        }
-    }
+    let read = || resident_bytes().map(|rss| (rss, rss > limit));
+    alarms::watch(alarms, Resource::Memory, limit, period, read).await;
 }
 
 #[cfg(test)]

@@ -48,6 +48,18 @@ def queue_exists(conn, name):
     return True
 
 
+def exchange_exists(conn, name):
+    """Passive declare on a fresh channel; True/False (404)."""
+    chan = conn.channel()
+    try:
+        chan.exchange_declare(name, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as e:
+        assert e.reply_code == 404, e
+        return False
+    chan.close()
+    return True
+
+
 def queue_counts(conn, name):
     chan = conn.channel()
     ok = chan.queue_declare(name, passive=True).method

@@ -13,7 +13,7 @@ import pika
 import pytest
 
 from conftest import WarrenProcess
-from helpers import drain, queue_exists
+from helpers import drain, exchange_exists, queue_exists
 
 
 @pytest.fixture
@@ -32,17 +32,6 @@ def restart(w, sig=signal.SIGTERM):
     if sig == signal.SIGTERM:
         assert code == 0, "clean shutdown failed (%r):\n%s" % (code, w.log())
     w.start()
-
-
-def exchange_exists(conn, name):
-    chan = conn.channel()
-    try:
-        chan.exchange_declare(name, passive=True)
-    except pika.exceptions.ChannelClosedByBroker as e:
-        assert e.reply_code == 404, e
-        return False
-    chan.close()
-    return True
 
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)

@@ -18,8 +18,12 @@ def alarmed_broker():
         yield port
 
 
-def test_publisher_gets_connection_blocked_over_the_watermark(alarmed_broker):
-    params = pika.URLParameters("amqp://guest:guest@127.0.0.1:%d/%%2F" % alarmed_broker)
+def blocked_reasons(port):
+    """Publishes once and returns the reasons of the connection.blocked that follow.
+
+    A blocked connection is not read from (RabbitMQ does the same), so a clean close would wait
+    for the alarm to clear; the broker's shutdown ends the connection instead."""
+    params = pika.URLParameters("amqp://guest:guest@127.0.0.1:%d/%%2F" % port)
     params.blocked_connection_timeout = 30
     conn = pika.BlockingConnection(params)
     events = []
@@ -28,9 +32,11 @@ def test_publisher_gets_connection_blocked_over_the_watermark(alarmed_broker):
     q = ch.queue_declare("", exclusive=True).method.queue
     ch.basic_publish("", q, b"under the alarm")
     pump_until(conn, lambda: events, what="connection.blocked")
-    assert events == ["low on memory"]
-    # A blocked connection is not read from (RabbitMQ does the same), so a clean close would
-    # wait for the alarm to clear; the fixture's broker shutdown ends it instead.
+    return events
+
+
+def test_publisher_gets_connection_blocked_over_the_watermark(alarmed_broker):
+    assert blocked_reasons(alarmed_broker) == ["low on memory"]
 
 
 def test_consumer_only_connection_is_not_blocked(alarmed_broker):
@@ -53,13 +59,4 @@ def test_consumer_only_connection_is_not_blocked(alarmed_broker):
 def test_publisher_gets_connection_blocked_when_the_disk_is_low():
     # No disk has an exabyte free: the alarm is on from the first check.
     with own_warren("--disk-free-limit", str(10 ** 18)) as (port, _proc):
-        params = pika.URLParameters("amqp://guest:guest@127.0.0.1:%d/%%2F" % port)
-        params.blocked_connection_timeout = 30
-        conn = pika.BlockingConnection(params)
-        events = []
-        conn.add_on_connection_blocked_callback(lambda _c, m: events.append(m.method.reason))
-        ch = conn.channel()
-        q = ch.queue_declare("", exclusive=True).method.queue
-        ch.basic_publish("", q, b"under the disk alarm")
-        pump_until(conn, lambda: events, what="connection.blocked")
-        assert events == ["low on disk"]
+        assert blocked_reasons(port) == ["low on disk"]

@@ -161,30 +161,6 @@ impl Storage for MemoryStorage {
         }
     }
     fn load(&mut self) -> Recovered {
-        Recovered {
-            exchanges: self
-                .exchanges
-                .iter()
-                .map(|((v, _), r)| (ShortStr::from(v.as_str()), r.clone()))
-                .collect(),
-            queues: self.queues.values().cloned().collect(),
-            bindings: self
-                .bindings
-                .iter()
-                .map(|(v, b)| (ShortStr::from(v.as_str()), b.clone()))
-                .collect(),
-            messages: self
-                .messages
-                .iter()
-                .map(|((v, q), m)| {
-                    (
-                        ShortStr::from(v.as_str()),
-                        ShortStr::from(q.as_str()),
-                        m.values().cloned().collect(),
-                    )
-                })
-                .collect(),
-            next_message_id: 0,
-        }
+        self.clone().into_recovered()
     }
 }
