@@ -292,6 +292,13 @@ def main():
         add(target_line("Scenario 1: ≥ 1,000,000 msg/s end to end on 2 cores", w1 >= 1e6,
                         f"{w1:,.0f} msg/s: " + (f"{w1 / 1e6:.2f}× the target" if w1 >= 1e6
                                                 else f"{(1 - w1 / 1e6) * 100:.0f}% short")))
+    w4, r4 = get(W["s4-persistent-confirm"], "receive_rate"), get(R["s4-persistent-confirm"], "receive_rate")
+    x = ratio(w4, r4)
+    if x is not None:
+        add(target_line("Scenario 4 (persistent, on disk): Warren ≥ 3× RabbitMQ", x >= 3,
+                        f"{x:.1f}× ({fmt_rate(w4)} vs {fmt_rate(r4)} msg/s): "
+                        + (f"{x / 3:.1f}× the target" if x >= 3
+                           else f"{(1 - x / 3) * 100:.0f}% short")))
     for name, label in (("s7-connections", "idle connection"), ("s7-queues", "idle queue")):
         wv, rv = get(W[name], "bytes_per_item"), get(R[name], "bytes_per_item")
         x = ratio(wv, rv)

@@ -29,19 +29,29 @@ pub trait Disk: Send + 'static {
     fn name(&self, n: u64) -> PathBuf;
 }
 
-/// Segment files in a directory.
+/// Segment files in a directory, which it holds locked while it lives.
 pub struct FsDisk {
     dir: PathBuf,
     /// The segment being appended to, kept open.
     open: Option<(u64, File)>,
+    /// `LOCK`, locked: two brokers writing one directory would interleave their logs.
+    _lock: File,
 }
 
 impl FsDisk {
+    /// Opens (creating it if need be) `dir`; fails with `WouldBlock` if another process has it.
     pub fn new(dir: &Path) -> std::io::Result<FsDisk> {
         std::fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))?;
+        lock_exclusive(&lock)?;
         Ok(FsDisk {
             dir: dir.to_owned(),
             open: None,
+            _lock: lock,
         })
     }
 
@@ -109,4 +119,22 @@ impl Disk for FsDisk {
     fn name(&self, n: u64) -> PathBuf {
         segment_path(&self.dir, n)
     }
+}
+
+/// An advisory lock on the whole file, released when the process ends (even by kill -9).
+fn lock_exclusive(file: &File) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a descriptor this function borrows; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            "another process (another warren?) has this data directory locked",
+        ));
+    }
+    Err(e)
 }

@@ -260,3 +260,18 @@ fn damage_in_the_middle_names_the_file_and_offset_and_can_be_skipped() {
     assert_eq!(bodies(&o.storage.load(), "q"), ["first", "third"]);
     close(o);
 }
+
+#[test]
+fn a_second_store_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = opened(dir.path(), &options(1 << 20));
+    match open(dir.path(), &options(1 << 20), Box::new(|_| {})) {
+        Err(OpenError::Io(_, e)) => assert!(e.to_string().contains("locked"), "{e}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("two stores opened one directory"),
+    }
+    close(first);
+    // Once the first is gone, the directory opens again.
+    let (second, _) = opened(dir.path(), &options(1 << 20));
+    close(second);
+}
