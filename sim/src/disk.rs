@@ -194,6 +194,9 @@ impl Storage for SimStore {
     fn load(&mut self) -> Recovered {
         self.store.load()
     }
+    fn rewrite_request(&mut self) -> Vec<u64> {
+        self.store.rewrite_request()
+    }
     // write_seq stays 0: every round is synced before a client sees its answers.
     fn flush(&mut self) {
         self.store.flush();

@@ -3,8 +3,10 @@
 //! in order, so an ack in a newer segment is only safe to lose once its message's segment is).
 //!
 //! Message ids only grow in log order (a restarted store hands the broker a first id above
-//! every id it still mentions), so a message's segment is the last one whose first message id
-//! is at or below it: no per-message index.
+//! every id it still mentions), so the ids first written to a segment are a range, and a bit
+//! per id says which are still live: no per-message index. A message written again (to free
+//! an old segment that one unacked message would otherwise keep, with everything after it)
+//! moves to the segment being written; the few moved ids are kept by number.
 
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
@@ -40,6 +42,12 @@ pub struct Segment {
     pub size: u64,
     /// The id of its first message, once it has one.
     first_id: Option<u64>,
+    /// Bit `i`: message `first_id + i`, first written here, is live here.
+    live_bits: Vec<u64>,
+    /// Messages first written here, live or not.
+    written: u64,
+    /// Messages written again here that were first written in an older segment, live.
+    moved_in: hashbrown::HashSet<u64, foldhash::fast::FixedState>,
     /// Messages in it not yet acked, in all.
     live: u64,
     /// The same, per queue (a queue's deletion takes its messages out of every segment).
@@ -55,6 +63,9 @@ impl Segment {
             number,
             size: 0,
             first_id: None,
+            live_bits: Vec::new(),
+            written: 0,
+            moved_in: Default::default(),
             live: 0,
             per_queue: HashMap::default(),
             has_definitions: false,
@@ -65,13 +76,89 @@ impl Segment {
     pub fn live(&self) -> u64 {
         self.live
     }
+
+    /// Bit index of `id` if it was first written here.
+    fn bit(&self, id: u64) -> Option<usize> {
+        let first = self.first_id?;
+        let i = id.checked_sub(first)? as usize;
+        (i < self.live_bits.len() * 64).then_some(i)
+    }
+
+    fn is_live(&self, id: u64) -> bool {
+        self.moved_in.contains(&id)
+            || self
+                .bit(id)
+                .is_some_and(|i| self.live_bits[i / 64] & (1 << (i % 64)) != 0)
+    }
+
+    /// Takes `id` of `queue` out of this segment; false if it was not live here.
+    fn take(&mut self, vhost: &str, queue: &str, id: u64) -> bool {
+        let was = if self.moved_in.remove(&id) {
+            true
+        } else if let Some(i) = self.bit(id) {
+            let word = &mut self.live_bits[i / 64];
+            let was = *word & (1 << (i % 64)) != 0;
+            *word &= !(1 << (i % 64));
+            was
+        } else {
+            false
+        };
+        if was {
+            // A deleted queue's counts are gone already: its messages' bits are stale.
+            if let Some(n) = self.per_queue.get_mut(&KeyRef(vhost, queue)) {
+                if *n > 0 {
+                    *n -= 1;
+                    self.live -= 1;
+                }
+            }
+        }
+        was
+    }
+
+    fn count(&mut self, vhost: &str, queue: &str) {
+        self.live += 1;
+        match self.per_queue.get_mut(&KeyRef(vhost, queue)) {
+            Some(n) => *n += 1,
+            None => {
+                self.per_queue
+                    .insert((vhost.to_owned(), queue.to_owned()), 1);
+            }
+        }
+    }
+
+    /// The ids still live here (with a deleted queue's, which the broker no longer has).
+    fn live_ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.moved_in.iter().copied().collect();
+        if let Some(first) = self.first_id {
+            for (w, word) in self.live_bits.iter().enumerate() {
+                let mut bits = *word;
+                while bits != 0 {
+                    let b = bits.trailing_zeros() as u64;
+                    ids.push(first + w as u64 * 64 + b);
+                    bits &= bits - 1;
+                }
+            }
+        }
+        ids.sort_unstable();
+        ids
+    }
 }
 
 /// Every segment on disk, oldest first; the last is the one being written.
 #[derive(Debug, Default)]
 pub struct Ledger {
     pub segments: VecDeque<Segment>,
+    /// Where each message written again lives now (by segment number).
+    moved: HashMap<u64, u64>,
+    /// The head segment a rewrite was last asked for (asked once).
+    rewrite_asked: Option<u64>,
+    /// The highest message id seen: a lower one is a message written again.
+    max_id: Option<u64>,
 }
+
+/// A head segment is rewritten when the log holds at least this many segments and at most a
+/// quarter of the head's messages are still live.
+const REWRITE_MIN_SEGMENTS: usize = 4;
 
 impl Ledger {
     pub fn current(&mut self) -> &mut Segment {
@@ -80,34 +167,50 @@ impl Ledger {
             .expect("the ledger always has a segment")
     }
 
+    /// The segment holding `id` live, if any.
+    fn holder(&mut self, id: u64) -> Option<&mut Segment> {
+        let number = self.moved.get(&id).copied();
+        let seg = match number {
+            Some(n) => self.segments.iter_mut().find(|s| s.number == n)?,
+            None => self
+                .segments
+                .iter_mut()
+                .rev()
+                .find(|s| s.first_id.is_some_and(|first| first <= id))?,
+        };
+        seg.is_live(id).then_some(seg)
+    }
+
+    /// Message `id` of `queue` was written to the segment being written: a new message, or a
+    /// live one written again (it moves here from its older segment).
     pub fn on_message(&mut self, vhost: &str, queue: &str, id: u64) {
-        let seg = self.current();
-        seg.first_id.get_or_insert(id);
-        seg.live += 1;
-        match seg.per_queue.get_mut(&KeyRef(vhost, queue)) {
-            Some(n) => *n += 1,
-            None => {
-                seg.per_queue
-                    .insert((vhost.to_owned(), queue.to_owned()), 1);
+        let fresh = self.max_id.is_none_or(|max| id > max);
+        if fresh {
+            self.max_id = Some(id);
+            let seg = self.current();
+            let first = *seg.first_id.get_or_insert(id);
+            let i = (id - first) as usize;
+            if i / 64 >= seg.live_bits.len() {
+                seg.live_bits.resize(i / 64 + 1, 0);
             }
+            seg.live_bits[i / 64] |= 1 << (i % 64);
+            seg.written += 1;
+        } else {
+            if let Some(old) = self.holder(id) {
+                old.take(vhost, queue, id);
+            }
+            let number = self.current().number;
+            self.current().moved_in.insert(id);
+            self.moved.insert(id, number);
         }
+        self.current().count(vhost, queue);
     }
 
     pub fn on_ack(&mut self, vhost: &str, queue: &str, id: u64) {
-        let Some(seg) = self
-            .segments
-            .iter_mut()
-            .rev()
-            .find(|s| s.first_id.is_some_and(|first| first <= id))
-        else {
-            return;
-        };
-        if let Some(n) = seg.per_queue.get_mut(&KeyRef(vhost, queue)) {
-            if *n > 0 {
-                *n -= 1;
-                seg.live -= 1;
-            }
+        if let Some(seg) = self.holder(id) {
+            seg.take(vhost, queue, id);
         }
+        self.moved.remove(&id);
     }
 
     pub fn on_queue_deleted(&mut self, vhost: &str, queue: &str) {
@@ -122,9 +225,30 @@ impl Ledger {
     pub fn take_reclaimable(&mut self) -> Vec<Segment> {
         let mut gone = Vec::new();
         while self.segments.len() > 1 && self.segments[0].live == 0 {
-            gone.push(self.segments.pop_front().expect("checked"));
+            let seg = self.segments.pop_front().expect("checked");
+            for id in &seg.moved_in {
+                self.moved.remove(id);
+            }
+            gone.push(seg);
         }
         gone
+    }
+
+    /// The messages to write again so that the oldest segment can go, when a few live ones
+    /// are all that keep it and the log has grown behind it (asked once per segment).
+    pub fn rewrite_request(&mut self) -> Vec<u64> {
+        let Some(head) = self.segments.front() else {
+            return Vec::new();
+        };
+        let sparse = head.live > 0 && head.live * 4 <= head.written.max(1);
+        if self.segments.len() < REWRITE_MIN_SEGMENTS
+            || !sparse
+            || self.rewrite_asked == Some(head.number)
+        {
+            return Vec::new();
+        }
+        self.rewrite_asked = Some(head.number);
+        head.live_ids()
     }
 }
 
@@ -178,5 +302,47 @@ mod tests {
         assert_eq!(l.segments[0].live(), 1);
         l.on_ack("/", "b", 2);
         assert_eq!(l.take_reclaimable().len(), 2);
+    }
+
+    #[test]
+    fn a_message_written_again_moves_and_its_ack_follows_it() {
+        let mut l = ledger(1);
+        l.on_message("/", "a", 1);
+        l.on_message("/", "a", 2);
+        l.segments.push_back(Segment::new(2));
+        l.on_message("/", "a", 3);
+        l.on_ack("/", "a", 2);
+        // Message 1 written again into segment 2: segment 1 holds nothing live now.
+        l.on_message("/", "a", 1);
+        assert_eq!(l.segments[0].live(), 0);
+        assert_eq!(l.segments[1].live(), 2);
+        l.segments.push_back(Segment::new(3));
+        let gone: Vec<u64> = l.take_reclaimable().iter().map(|s| s.number).collect();
+        assert_eq!(gone, [1]);
+        l.on_ack("/", "a", 1);
+        l.on_ack("/", "a", 3);
+        assert_eq!(l.segments[0].live(), 0);
+        assert_eq!(l.take_reclaimable().len(), 1);
+    }
+
+    #[test]
+    fn a_rewrite_is_asked_for_a_sparse_head_behind_a_long_log() {
+        let mut l = ledger(1);
+        for id in 1..=8 {
+            l.on_message("/", "a", id);
+        }
+        for id in 2..=8 {
+            l.on_ack("/", "a", id);
+        }
+        for n in 2..=3 {
+            l.segments.push_back(Segment::new(n));
+        }
+        assert!(
+            l.rewrite_request().is_empty(),
+            "three segments are not a long log"
+        );
+        l.segments.push_back(Segment::new(4));
+        assert_eq!(l.rewrite_request(), [1]);
+        assert!(l.rewrite_request().is_empty(), "once");
     }
 }

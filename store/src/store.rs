@@ -126,6 +126,11 @@ impl Storage for DiskStorage {
     fn save_message(&mut self, vhost: &str, queue: &str, record: &MessageRecord) {
         self.ledger.on_message(vhost, queue, record.id);
         self.record(false, |o| records::message(o, vhost, queue, record));
+        // The record format keeps the flag apart from the body: a message written again
+        // after a delivery carries its marker along.
+        if record.delivered {
+            self.record(false, |o| records::delivered(o, vhost, queue, record.id));
+        }
     }
     fn delete_message(&mut self, vhost: &str, queue: &str, id: u64) {
         self.ledger.on_ack(vhost, queue, id);
@@ -139,6 +144,9 @@ impl Storage for DiskStorage {
     }
     fn write_seq(&self) -> u64 {
         self.writes
+    }
+    fn rewrite_request(&mut self) -> Vec<u64> {
+        self.ledger.rewrite_request()
     }
     fn flush(&mut self) {
         let gone = self.ledger.take_reclaimable();

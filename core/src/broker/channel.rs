@@ -102,6 +102,15 @@ impl Channel {
         }
     }
 
+    /// Deliveries not settled yet: unacked, or settled in a transaction not committed.
+    pub fn held_deliveries(&self) -> impl Iterator<Item = &Unacked> {
+        let in_tx = self.tx.iter().flatten().filter_map(|op| match op {
+            TxOp::Ack(u) | TxOp::Nack { unacked: u, .. } => Some(u),
+            TxOp::Publish { .. } => None,
+        });
+        self.unacked.iter().chain(in_tx)
+    }
+
     /// Queues this channel consumes from.
     pub fn consumed_queues(&self) -> Vec<QueueId> {
         let mut qs: Vec<QueueId> = self.consumers.values().map(|c| c.queue).collect();

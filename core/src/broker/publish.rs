@@ -18,7 +18,6 @@ use crate::codec::{
 use crate::connection_fault;
 use crate::message::parse_expiration;
 use crate::reply::Fault;
-use crate::storage::MessageRecord;
 use crate::vocab::{ConnId, Event, PublishFlags};
 
 impl Broker {
@@ -272,31 +271,23 @@ impl Broker {
             return false;
         }
         let store_id = if message.is_persistent() && q.durable && q.exclusive_owner.is_none() {
-            let id = self.next_store_id;
             self.next_store_id += 1;
-            self.storage.save_message(
-                &q.vhost,
-                &q.name,
-                &MessageRecord {
-                    id,
-                    exchange: message.exchange().clone(),
-                    routing_key: message.routing_key().clone(),
-                    properties: message.properties().clone(),
-                    body: message.body().clone(),
-                    delivered: false,
-                },
-            );
-            id
+            self.next_store_id - 1
         } else {
             0
         };
-        q.push_back(QueuedMessage {
+        let queued = QueuedMessage {
             message,
             redelivered,
             store_id,
             expires_at,
             seq: 0,
-        });
+        };
+        if store_id != 0 {
+            self.storage
+                .save_message(&q.vhost, &q.name, &queued.record(false));
+        }
+        q.push_back(queued);
         let has_consumers = !q.consumers.is_empty();
         let over = q.is_over_limits();
         if expires_at != NEVER {

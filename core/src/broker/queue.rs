@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use super::ready::Ready;
 use super::{ConnId, Message};
 use crate::codec::{FieldTable, FieldValue, ShortStr};
+use crate::storage::MessageRecord;
 use crate::storage::QueueRecord;
 
 /// Identifies a queue for the broker's lifetime (names can be reused after a delete).
@@ -27,6 +28,20 @@ pub struct QueuedMessage {
     /// Position in the queue's publish order, set by [`Queue::push_back`]: a requeued
     /// message goes back to this place, as in RabbitMQ's classic queues.
     pub seq: u64,
+}
+
+impl QueuedMessage {
+    /// The message as storage keeps it; `delivered`: it comes back redelivered.
+    pub fn record(&self, delivered: bool) -> MessageRecord {
+        MessageRecord {
+            id: self.store_id,
+            exchange: self.message.exchange().clone(),
+            routing_key: self.message.routing_key().clone(),
+            properties: self.message.properties().clone(),
+            body: self.message.body().clone(),
+            delivered,
+        }
+    }
 }
 
 /// Points at a consumer: the channel that owns it and its tag.
@@ -259,6 +274,11 @@ impl Queue {
             }
             self.ready.insert_by_seq(m);
         }
+    }
+
+    /// Every ready message, in delivery order.
+    pub fn ready_messages(&self) -> impl Iterator<Item = &QueuedMessage> {
+        self.ready.iter()
     }
 
     /// Removes every ready message.

@@ -71,6 +71,11 @@ impl Ready {
         Some(m)
     }
 
+    /// Everything, in delivery order.
+    pub fn iter(&self) -> impl Iterator<Item = &QueuedMessage> {
+        self.lanes.iter().rev().flat_map(|l| l.iter())
+    }
+
     /// Removes everything, in delivery order.
     pub fn drain(&mut self) -> Vec<QueuedMessage> {
         self.len = 0;

@@ -57,6 +57,12 @@ pub trait Storage {
     /// Hands the writes taken since the last flush to the I/O behind the store (the host calls
     /// it once per round through `Broker::flush_storage`, so writes go out in groups).
     fn flush(&mut self) {}
+    /// Stored messages the store wants written again, by id (a log that would otherwise keep
+    /// an old file for a few live messages in it); asked before each flush. The broker saves
+    /// each one it still holds again with [`Storage::save_message`], under the same id.
+    fn rewrite_request(&mut self) -> Vec<u64> {
+        Vec::new()
+    }
 }
 
 type QueueKey = (String, String);
