@@ -36,28 +36,24 @@ def wait_until(predicate, timeout=DEFAULT_TIMEOUT, interval=0.02, what="conditio
         time.sleep(interval)
 
 
-def queue_exists(conn, name):
-    """Passive declare on a fresh channel; True/False (404)."""
+def _declared(conn, declare):
+    """Runs a passive declare on a fresh channel; True, or False on 404."""
     chan = conn.channel()
     try:
-        chan.queue_declare(name, passive=True)
+        declare(chan)
     except pika.exceptions.ChannelClosedByBroker as e:
         assert e.reply_code == 404, e
         return False
     chan.close()
     return True
+
+
+def queue_exists(conn, name):
+    return _declared(conn, lambda chan: chan.queue_declare(name, passive=True))
 
 
 def exchange_exists(conn, name):
-    """Passive declare on a fresh channel; True/False (404)."""
-    chan = conn.channel()
-    try:
-        chan.exchange_declare(name, passive=True)
-    except pika.exceptions.ChannelClosedByBroker as e:
-        assert e.reply_code == 404, e
-        return False
-    chan.close()
-    return True
+    return _declared(conn, lambda chan: chan.exchange_declare(name, passive=True))
 
 
 def queue_counts(conn, name):
