@@ -161,15 +161,26 @@ pub fn decode_message(bytes: &[u8]) -> Result<(ShortStr, ShortStr, MessageRecord
     r.version()?;
     let vhost = r.str()?;
     let queue = r.str()?;
+    let id = r.u64()?;
+    let exchange = r.str()?;
+    let routing_key = r.str()?;
+    let properties = r.blob_slice()?;
+    let body = r.blob_slice()?;
+    r.end()?;
+    // One allocation for both: a recovered backlog is millions of these.
+    let mut both = Vec::with_capacity(properties.len() + body.len());
+    both.extend_from_slice(properties);
+    both.extend_from_slice(body);
+    let mut body = Bytes::from(both);
+    let properties = body.split_to(properties.len());
     let record = MessageRecord {
-        id: r.u64()?,
-        exchange: r.str()?,
-        routing_key: r.str()?,
-        properties: r.blob()?,
-        body: r.blob()?,
+        id,
+        exchange,
+        routing_key,
+        properties,
+        body,
         delivered: false,
     };
-    r.end()?;
     Ok((vhost, queue, record))
 }
 
@@ -258,8 +269,13 @@ impl<'a> Reader<'a> {
     }
 
     pub fn blob(&mut self) -> Result<Bytes, BadRecord> {
+        Ok(Bytes::copy_from_slice(self.blob_slice()?))
+    }
+
+    /// A `blob`, borrowed.
+    pub fn blob_slice(&mut self) -> Result<&'a [u8], BadRecord> {
         let n = u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| BadRecord)?);
-        Ok(Bytes::copy_from_slice(self.take(n as usize)?))
+        self.take(n as usize)
     }
 
     pub fn table(&mut self) -> Result<FieldTable, BadRecord> {
