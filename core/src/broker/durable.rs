@@ -1,10 +1,10 @@
-//! Answers that wait for the disk: a publisher confirm for a stored message, and the
-//! `tx.commit-ok` of a transaction that stored or settled messages, go out only once the store
-//! reports the writes they depend on durable.
+//! Answers that wait for the disk: a publisher confirm for a stored message, the `tx.commit-ok`
+//! of a transaction that stored or settled messages, and the answer to a change of durable
+//! definitions go out only once the store reports the writes they depend on durable.
 //!
 //! A store whose writes reach durable media after the call returns (the disk store) counts
 //! them ([`Storage::write_seq`]); the host flushes them once per round
-//! ([`Broker::flush_storage`]), syncs them in groups, and reports how far they are durable
+//! ([`Broker::flush_storage`], in `flush.rs`), syncs them in groups, and reports how far they are durable
 //! ([`Broker::storage_synced`]). An answer that needs a write still in flight is held, tagged
 //! with the write sequence it waits for; so is everything the broker emits after it on the same
 //! channel, so a channel's frames keep their order (a `basic.return` before its confirm,
@@ -14,7 +14,6 @@
 //! [`Storage::write_seq`]: crate::storage::Storage::write_seq
 
 use alloc::collections::VecDeque;
-use alloc::vec::Vec;
 
 use super::{Broker, Map};
 use crate::codec::Method;
@@ -108,50 +107,6 @@ impl Broker {
                 self.held.push(seq, c, channel, event);
             } else {
                 i += 1;
-            }
-        }
-    }
-
-    /// Hands the writes the store took since the last call to the I/O behind it. Hosts call it
-    /// once per round, after the round's commands and timers, so one flush carries every
-    /// publisher's writes.
-    pub fn flush_storage(&mut self) {
-        let wanted = self.storage.rewrite_request();
-        if !wanted.is_empty() {
-            self.rewrite_stored(&wanted);
-        }
-        self.storage.flush();
-    }
-
-    /// Saves again every stored message the broker holds whose id is in `wanted` (sorted):
-    /// ready in a queue, or delivered and unacked (then marked delivered).
-    fn rewrite_stored(&mut self, wanted: &[u64]) {
-        let Broker {
-            storage,
-            queues,
-            conns,
-            ..
-        } = self;
-        let wants = |id: u64| id != 0 && wanted.binary_search(&id).is_ok();
-        let mut ids: Vec<super::QueueId> = queues.keys().copied().collect();
-        ids.sort();
-        for id in &ids {
-            let q = &queues[id];
-            for m in q.ready_messages().filter(|m| wants(m.store_id)) {
-                storage.save_message(&q.vhost, &q.name, &m.record(m.redelivered));
-            }
-        }
-        let mut conn_ids: Vec<ConnId> = conns.keys().copied().collect();
-        conn_ids.sort();
-        for c in conn_ids {
-            let mut channels: Vec<_> = conns[&c].channels.iter().collect();
-            channels.sort_by_key(|(n, _)| **n);
-            for (_, ch) in channels {
-                for u in ch.held_deliveries().filter(|u| wants(u.message.store_id)) {
-                    if let Some(q) = queues.get(&u.queue) {
-                        storage.save_message(&q.vhost, &q.name, &u.message.record(true));
-                    }
-                }
             }
         }
     }

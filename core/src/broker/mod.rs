@@ -18,6 +18,7 @@ mod durable;
 mod entities;
 mod exchange;
 mod expiry;
+mod flush;
 pub mod headers;
 mod publish;
 mod queue;
