@@ -282,6 +282,19 @@ impl<O: Observer> Pump<O> {
     /// the connections were touched, then the events they caused to their connections (which
     /// may answer them in the next round: credit, a close).
     fn pump(&mut self) {
+        loop {
+            self.rounds();
+            // The rounds' writes go to the store's I/O together. Paging may hand queues
+            // messages read back after it, and their deliveries make another round.
+            self.broker.flush_storage();
+            if !self.route_events() {
+                return;
+            }
+            self.observer.on_round(&self.broker);
+        }
+    }
+
+    fn rounds(&mut self) {
         let now = self.now_ms;
         if self.route_events() {
             self.observer.on_round(&self.broker);
@@ -309,8 +322,6 @@ impl<O: Observer> Pump<O> {
                 self.observer.on_round(&self.broker);
             }
         }
-        // The rounds' writes go to the store's I/O together.
-        self.broker.flush_storage();
     }
 
     /// Hands every broker event to its connection (events for a forgotten one are dropped);

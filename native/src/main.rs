@@ -100,6 +100,13 @@ struct ServerArgs {
     /// Size at which a segment file of the store is closed and the next one begun.
     #[arg(long, value_name = "BYTES", default_value_t = warren_store::Options::default().segment_bytes)]
     segment_bytes: u64,
+    /// Messages of a queue kept in memory: beyond them, a durable queue's messages stay on
+    /// disk until consumers reach them.
+    #[arg(long, value_name = "MESSAGES", default_value_t = warren_core::broker::Window::default().messages)]
+    queue_window: usize,
+    /// Body bytes of a queue kept in memory (the window ends at whichever limit comes first).
+    #[arg(long, value_name = "BYTES", default_value_t = warren_core::broker::Window::default().bytes)]
+    queue_window_bytes: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -120,7 +127,13 @@ fn main() -> anyhow::Result<()> {
     let (synced_tx, synced) = tokio::sync::watch::channel(0u64);
     let store = open_store(&args, synced_tx)?;
     let broker = Broker::new(
-        BrokerConfig::default(),
+        BrokerConfig {
+            queue_window: warren_core::broker::Window {
+                messages: args.queue_window.max(1),
+                bytes: args.queue_window_bytes.max(1),
+            },
+            ..BrokerConfig::default()
+        },
         Box::new(StaticUsers::with_guest()),
         Box::new(store.storage),
     );

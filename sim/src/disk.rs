@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use warren_core::storage::{
     BindingRecord, ExchangeRecord, MessageRecord, QueueRecord, Recovered, Storage,
 };
-use warren_store::{open_on, Batch, Disk, DiskStorage, Options, Writer};
+use warren_store::{open_on, Batch, Disk, DiskStorage, Options, SegmentRead, Writer};
 
 use crate::rng::{Rng, Source};
 
@@ -126,6 +126,33 @@ impl Disk for SimDisk {
     fn name(&self, n: u64) -> PathBuf {
         PathBuf::from(format!("sim/{n:016}.seg"))
     }
+    fn reader(&self) -> Box<dyn SegmentRead> {
+        Box::new(self.clone())
+    }
+}
+
+impl SegmentRead for SimDisk {
+    /// What a read sees on a real file system: everything appended, synced or not.
+    fn read_at(&mut self, n: u64, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let files = self.files();
+        let f = files.get(&n).ok_or(std::io::ErrorKind::NotFound)?;
+        let mut at = offset as usize;
+        let mut k = 0;
+        for part in [f.synced.as_slice(), f.unsynced.as_slice()] {
+            if at >= part.len() {
+                at -= part.len();
+                continue;
+            }
+            let n = (part.len() - at).min(buf.len() - k);
+            buf[k..k + n].copy_from_slice(&part[at..at + n]);
+            k += n;
+            at = 0;
+            if k == buf.len() {
+                break;
+            }
+        }
+        Ok(k)
+    }
 }
 
 /// Small segments, so that runs rotate, delete and rewrite definitions often.
@@ -196,6 +223,19 @@ impl Storage for SimStore {
     }
     fn rewrite_request(&mut self) -> Vec<u64> {
         self.store.rewrite_request()
+    }
+    fn can_page(&self) -> bool {
+        self.store.can_page()
+    }
+    fn page_in(
+        &mut self,
+        vhost: &str,
+        queue: &str,
+        after_id: u64,
+        max: usize,
+        out: &mut Vec<MessageRecord>,
+    ) {
+        self.store.page_in(vhost, queue, after_id, max, out)
     }
     // write_seq stays 0: every round is synced before a client sees its answers.
     fn flush(&mut self) {

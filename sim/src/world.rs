@@ -11,7 +11,7 @@ use std::cell::Cell;
 
 use bytes::Bytes;
 use warren_core::auth::StaticUsers;
-use warren_core::broker::{Broker, BrokerConfig};
+use warren_core::broker::{Broker, BrokerConfig, Window};
 use warren_core::codec::{
     BasicAck, BasicCancel, BasicConsume, BasicGet, BasicNack, BasicProperties, BasicPublish,
     BasicQos, BasicRecover, BasicReject, ChannelClose, ChannelFlow, ChannelOpen, ConfirmSelect,
@@ -302,12 +302,20 @@ pub struct Sim {
 
 type R = Result<(), String>;
 
+/// Queues keep only this much in memory, so that runs page all the time: most queues of a run
+/// are longer than this, and every read back goes through the store's pager.
+const SIM_WINDOW: Window = Window {
+    messages: 3,
+    bytes: 2048,
+};
+
 impl Sim {
     pub fn new(seed: u64, opts: Options) -> Self {
         let disk = SimDisk::default();
         let broker = Broker::new(
             BrokerConfig {
                 seed: seed ^ 0x00b1_0cce_d5ee_d5ee,
+                queue_window: SIM_WINDOW,
             },
             Box::new(StaticUsers::with_guest()),
             Box::new(SimStore::open(disk.clone())),
@@ -884,6 +892,7 @@ impl Sim {
         let broker = Broker::new(
             BrokerConfig {
                 seed: self.seed ^ 0x00b1_0cce_d5ee_d5ee ^ self.restarts.wrapping_mul(0x51),
+                queue_window: SIM_WINDOW,
             },
             Box::new(StaticUsers::with_guest()),
             storage,

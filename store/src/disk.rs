@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::pager::SegmentRead;
 use crate::writer::segment_path;
 
 pub trait Disk: Send + 'static {
@@ -27,6 +28,8 @@ pub trait Disk: Send + 'static {
     fn remove(&mut self, n: u64) -> std::io::Result<()>;
     /// How to name segment `n` in messages.
     fn name(&self, n: u64) -> PathBuf;
+    /// A reader of the segments for the broker's thread (the writer keeps the disk).
+    fn reader(&self) -> Box<dyn SegmentRead>;
 }
 
 /// Segment files in a directory, which it holds locked while it lives.
@@ -118,6 +121,30 @@ impl Disk for FsDisk {
 
     fn name(&self, n: u64) -> PathBuf {
         segment_path(&self.dir, n)
+    }
+
+    fn reader(&self) -> Box<dyn SegmentRead> {
+        Box::new(FsReader {
+            dir: self.dir.clone(),
+            open: None,
+        })
+    }
+}
+
+/// Reads segment files, keeping the last one read open.
+struct FsReader {
+    dir: PathBuf,
+    open: Option<(u64, File)>,
+}
+
+impl SegmentRead for FsReader {
+    fn read_at(&mut self, n: u64, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        if self.open.as_ref().is_none_or(|(m, _)| *m != n) {
+            self.open = Some((n, File::open(segment_path(&self.dir, n))?));
+        }
+        let (_, file) = self.open.as_ref().expect("just opened");
+        file.read_at(buf, offset)
     }
 }
 

@@ -115,6 +115,18 @@ impl Segment {
         was
     }
 
+    /// The id of the first message written here, if any was.
+    pub fn first_id(&self) -> Option<u64> {
+        self.first_id
+    }
+
+    /// Whether `queue` has messages live here.
+    pub fn holds_queue(&self, vhost: &str, queue: &str) -> bool {
+        self.per_queue
+            .get(&KeyRef(vhost, queue))
+            .is_some_and(|n| *n > 0)
+    }
+
     fn count(&mut self, vhost: &str, queue: &str) {
         self.live += 1;
         match self.per_queue.get_mut(&KeyRef(vhost, queue)) {
@@ -179,6 +191,24 @@ impl Ledger {
                 .find(|s| s.first_id.is_some_and(|first| first <= id))?,
         };
         seg.is_live(id).then_some(seg)
+    }
+
+    /// Whether the record of message `id` in segment `number` is the message's live copy (not
+    /// acked, and not written again elsewhere since).
+    pub fn is_live_at(&self, id: u64, number: u64) -> bool {
+        let holder = self.moved.get(&id).copied().or_else(|| {
+            self.segments
+                .iter()
+                .rev()
+                .find(|s| s.first_id.is_some_and(|first| first <= id))
+                .map(|s| s.number)
+        });
+        holder == Some(number)
+            && self
+                .segments
+                .iter()
+                .find(|s| s.number == number)
+                .is_some_and(|s| s.is_live(id))
     }
 
     /// Message `id` of `queue` was written to the segment being written: a new message, or a

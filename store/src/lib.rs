@@ -19,11 +19,13 @@ mod disk;
 pub mod frame;
 mod ledger;
 mod open;
+mod pager;
 mod records;
 mod store;
 mod writer;
 
 pub use disk::{Disk, FsDisk};
 pub use open::{open, open_on, OpenError, Opened, Options, Report};
+pub use pager::SegmentRead;
 pub use store::{DiskStorage, Sink};
 pub use writer::{segment_path, Batch, Op, Writer};

@@ -133,6 +133,7 @@ pub fn open_on<D: Disk>(
     let first = numbers.last().map_or(1, |n| n + 1);
     ledger.segments.push_back(Segment::new(first));
     let name = disk.name(first);
+    let reader = disk.reader();
     let writer = Writer::new(disk, first).map_err(|e| OpenError::Io(name, e))?;
     let storage = DiskStorage::new(
         replay.definitions,
@@ -140,6 +141,7 @@ pub fn open_on<D: Disk>(
         ledger,
         options.segment_bytes,
         sink,
+        reader,
     );
     Ok((storage, writer, report))
 }
@@ -213,6 +215,11 @@ impl Replay {
         }
         match &record {
             Record::Message(v, q, m) => self.ledger.on_message(v, q, m.id),
+            Record::Transient(v, q, id) => {
+                // Its id was used; the message itself died with the process.
+                self.ledger.on_message(v, q, *id);
+                self.ledger.on_ack(v, q, *id);
+            }
             Record::Acked(v, q, id) => self.ledger.on_ack(v, q, *id),
             Record::QueueDeleted(v, q) => self.ledger.on_queue_deleted(v, q),
             Record::Exchange(..) | Record::Queue(..) | Record::Binding(..) => {

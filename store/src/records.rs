@@ -16,6 +16,9 @@ pub const BINDING_DELETED: u8 = 6;
 pub const MESSAGE: u8 = 7;
 pub const ACKED: u8 = 8;
 pub const DELIVERED: u8 = 9;
+/// A transient message a queue paged out of memory: read back while the broker runs, never
+/// recovered.
+pub const TRANSIENT: u8 = 10;
 
 /// One record read back.
 pub enum Record {
@@ -28,6 +31,8 @@ pub enum Record {
     Message(ShortStr, ShortStr, MessageRecord),
     Acked(ShortStr, ShortStr, u64),
     Delivered(ShortStr, ShortStr, u64),
+    /// A transient message (vhost, queue, id): only its id matters after a restart.
+    Transient(ShortStr, ShortStr, u64),
 }
 
 impl Record {
@@ -66,6 +71,11 @@ impl Record {
                 let (v, q, id) = codec::decode_delivered(payload)?;
                 Record::Delivered(v, q, id)
             }
+            TRANSIENT => {
+                // Checked whole, kept by name: nothing of it is recovered.
+                let (v, q, m) = codec::decode_message(payload)?;
+                Record::Transient(v, q, m.id)
+            }
             _ => return Err(BadRecord),
         })
     }
@@ -74,7 +84,9 @@ impl Record {
     pub fn message_id(&self) -> Option<u64> {
         match self {
             Record::Message(_, _, m) => Some(m.id),
-            Record::Acked(_, _, id) | Record::Delivered(_, _, id) => Some(*id),
+            Record::Acked(_, _, id) | Record::Delivered(_, _, id) | Record::Transient(_, _, id) => {
+                Some(*id)
+            }
             _ => None,
         }
     }
@@ -96,6 +108,7 @@ impl Record {
             Record::Message(v, q, m) => to.save_message(v, q, m),
             Record::Acked(v, q, id) => to.delete_message(v, q, *id),
             Record::Delivered(v, q, id) => to.mark_delivered(v, q, *id),
+            Record::Transient(..) => {}
         }
     }
 }
@@ -126,8 +139,15 @@ pub fn binding_deleted(out: &mut Vec<u8>, vhost: &str, r: &BindingRecord) {
     frame::append(out, BINDING_DELETED, |o| codec::encode_binding(o, vhost, r));
 }
 
+/// A message record: [`MESSAGE`], or [`TRANSIENT`] for a message that must not outlive the
+/// process (stored only because its queue paged it out).
 pub fn message(out: &mut Vec<u8>, vhost: &str, queue: &str, r: &MessageRecord) {
-    frame::append(out, MESSAGE, |o| codec::encode_message(o, vhost, queue, r));
+    let kind = if r.is_persistent() {
+        MESSAGE
+    } else {
+        TRANSIENT
+    };
+    frame::append(out, kind, |o| codec::encode_message(o, vhost, queue, r));
 }
 
 pub fn acked(out: &mut Vec<u8>, vhost: &str, queue: &str, id: u64) {

@@ -7,6 +7,7 @@ use warren_core::storage::{
 };
 
 use crate::ledger::{Ledger, Segment};
+use crate::pager::{Pager, SegmentRead};
 use crate::records;
 use crate::writer::{Batch, Op};
 
@@ -30,6 +31,8 @@ pub struct DiskStorage {
     segment_bytes: u64,
     next_segment: u64,
     sink: Sink,
+    /// Reads paged messages back.
+    pager: Pager,
 }
 
 impl DiskStorage {
@@ -39,6 +42,7 @@ impl DiskStorage {
         ledger: Ledger,
         segment_bytes: u64,
         sink: Sink,
+        reader: Box<dyn SegmentRead>,
     ) -> DiskStorage {
         let next_segment = ledger.segments.back().map_or(1, |s| s.number + 1);
         DiskStorage {
@@ -51,6 +55,7 @@ impl DiskStorage {
             segment_bytes,
             next_segment,
             sink,
+            pager: Pager::new(reader),
         }
     }
 
@@ -113,6 +118,7 @@ impl Storage for DiskStorage {
     fn delete_queue(&mut self, vhost: &str, name: &str) {
         self.definitions.delete_queue(vhost, name);
         self.ledger.on_queue_deleted(vhost, name);
+        self.pager.forget(vhost, name);
         self.record(false, |o| records::queue_deleted(o, vhost, name));
     }
     fn save_binding(&mut self, vhost: &str, record: &BindingRecord) {
@@ -147,6 +153,20 @@ impl Storage for DiskStorage {
     }
     fn rewrite_request(&mut self) -> Vec<u64> {
         self.ledger.rewrite_request()
+    }
+    fn can_page(&self) -> bool {
+        true
+    }
+    fn page_in(
+        &mut self,
+        vhost: &str,
+        queue: &str,
+        after_id: u64,
+        max: usize,
+        out: &mut Vec<MessageRecord>,
+    ) {
+        self.pager
+            .page_in(&self.ledger, vhost, queue, after_id, max, out);
     }
     fn flush(&mut self) {
         let gone = self.ledger.take_reclaimable();

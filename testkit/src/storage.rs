@@ -36,6 +36,19 @@ impl SharedStorage {
         }
     }
 
+    /// An empty storage the broker may page queues to (see `MemoryStorage::paging`).
+    pub fn paging() -> Self {
+        SharedStorage::new(MemoryStorage::paging())
+    }
+
+    /// A deferred storage (see [`SharedStorage::deferred`]) the broker may page queues to.
+    pub fn deferred_paging() -> Self {
+        SharedStorage {
+            inner: Arc::new(Mutex::new(MemoryStorage::paging())),
+            writes: Some(Arc::default()),
+        }
+    }
+
     /// A copy of what is stored now.
     pub fn snapshot(&self) -> MemoryStorage {
         self.lock().clone()
@@ -98,5 +111,18 @@ impl Storage for SharedStorage {
         self.writes
             .as_ref()
             .map_or(0, |w| w.load(Ordering::Relaxed))
+    }
+    fn can_page(&self) -> bool {
+        self.lock().can_page()
+    }
+    fn page_in(
+        &mut self,
+        vhost: &str,
+        queue: &str,
+        after_id: u64,
+        max: usize,
+        out: &mut Vec<MessageRecord>,
+    ) {
+        self.lock().page_in(vhost, queue, after_id, max, out)
     }
 }

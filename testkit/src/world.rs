@@ -74,8 +74,13 @@ impl World {
 
     /// A broker that recovers from (and writes to) `storage`.
     pub fn with_storage(storage: SharedStorage) -> Self {
+        Self::with_config(storage, BrokerConfig::default())
+    }
+
+    /// A broker with `config` over `storage`.
+    pub fn with_config(storage: SharedStorage, config: BrokerConfig) -> Self {
         let broker = Broker::new(
-            BrokerConfig::default(),
+            config,
             Box::new(StaticUsers::with_guest()),
             Box::new(storage.clone()),
         );

@@ -180,11 +180,12 @@ impl Broker {
             conns,
             storage,
             now_ms,
+            page_scratch,
             ..
         } = self;
         let q = queues.get_mut(&qid).expect("found above");
         q.last_used_ms = *now_ms;
-        let Some(qm) = q.pop_front() else {
+        let Some(qm) = q.take_front(&mut **storage, page_scratch) else {
             self.reply(conn, channel, BasicGetEmpty::default());
             return Ok(());
         };
@@ -255,6 +256,7 @@ impl Broker {
             events,
             storage,
             now_ms,
+            page_scratch,
             ..
         } = self;
         let now = *now_ms;
@@ -262,10 +264,19 @@ impl Broker {
             return;
         };
         let mut expired = Vec::new();
+        let mut refilled = false;
         loop {
             // An expired head never goes out; after each delivery the new head is looked at
             // too, so none is left behind when the consumers are full (RabbitMQ's fetch).
-            while q.head().is_some_and(|m| now > m.expires_at) {
+            loop {
+                if q.ready_in_memory() == 0 && q.has_outside_head() {
+                    // The head was all taken: the next messages come back from the store.
+                    q.refill(&mut **storage, page_scratch);
+                    refilled = true;
+                }
+                if q.head().is_none_or(|m| now <= m.expires_at) {
+                    break;
+                }
                 if let Some(m) = q.pop_front() {
                     expired.push(m);
                 }
@@ -282,6 +293,9 @@ impl Broker {
                 Some(delivery) => events.push_back(delivery),
                 None => break,
             }
+        }
+        if refilled && q.has_message_expiry {
+            self.watch_time(queue);
         }
         for m in expired {
             self.drop_message(queue, m, DeathReason::Expired);

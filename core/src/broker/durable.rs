@@ -32,6 +32,11 @@ pub(crate) struct Held {
 }
 
 impl Held {
+    /// How far the store is durable (its write sequence).
+    pub(crate) fn synced(&self) -> u64 {
+        self.synced
+    }
+
     /// True if an event on this channel must wait behind held ones.
     #[inline]
     pub(crate) fn gated(&self, conn: ConnId, channel: u16) -> bool {

@@ -541,7 +541,7 @@ impl Broker {
         )?;
         let id = QueueId(self.next_queue_id);
         self.next_queue_id += 1;
-        let q = Queue::new(
+        let mut q = Queue::new(
             id,
             vhost.clone(),
             name.clone(),
@@ -551,6 +551,9 @@ impl Broker {
             m.arguments.clone(),
             self.now_ms,
         );
+        if let Some(window) = self.queue_window {
+            q.enable_paging(window);
+        }
         if q.limits.is_timed() {
             self.timed.insert(id);
         }
@@ -662,6 +665,8 @@ impl Broker {
         let q = self.queues.get_mut(&id).expect("found above");
         let count = q.message_count();
         let purged = q.drain_ready();
+        q.drain_outside_head(&mut *self.storage);
+        self.paging.remove(&id);
         let (qv, qn) = (q.vhost.clone(), q.name.clone());
         for m in purged {
             if m.store_id != 0 {

@@ -101,6 +101,13 @@ impl Broker {
             let Some(q) = self.queues.get_mut(&queue) else {
                 return;
             };
+            if q.ready_in_memory() == 0 && q.has_outside_head() {
+                // The next messages wait in the store: they are the head now.
+                q.refill(&mut *self.storage, &mut self.page_scratch);
+                if q.has_message_expiry {
+                    self.timed.insert(queue);
+                }
+            }
             // Strictly past: a TTL of 0 still lets a waiting consumer take the message now.
             if q.head().is_none_or(|m| self.now_ms <= m.expires_at) {
                 return;
@@ -119,7 +126,12 @@ impl Broker {
             if q.limits.overflow != Overflow::DropHead || !q.is_over_limits() {
                 return;
             }
-            let Some(m) = q.pop_front() else { return };
+            let Some(m) = q.take_front(&mut *self.storage, &mut self.page_scratch) else {
+                return;
+            };
+            if q.has_message_expiry {
+                self.timed.insert(queue);
+            }
             self.drop_message(queue, m, DeathReason::MaxLen);
         }
     }

@@ -17,6 +17,7 @@ impl Broker {
             self.rewrite_stored(&wanted);
         }
         self.storage.flush();
+        self.page_round();
     }
 
     /// Saves again every stored message the broker holds whose id is in `wanted` (sorted):

@@ -20,6 +20,7 @@ mod exchange;
 mod expiry;
 mod flush;
 pub mod headers;
+mod paging;
 mod publish;
 mod queue;
 mod ready;
@@ -43,6 +44,7 @@ use crate::vocab::{ClientCapabilities, Command, ConnId, Event};
 pub use channel::Channel;
 pub use exchange::{Binding, Destination, Exchange, ExchangeKind};
 pub use expiry::DeathReason;
+pub use paging::Window;
 pub use queue::{Overflow, Queue, QueueId, QueueLimits};
 
 /// Every queue of the broker by id.
@@ -56,12 +58,16 @@ pub type Map<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
 pub struct BrokerConfig {
     /// Seeds server-generated names (`amq.gen-…`, `amq.ctag-…`).
     pub seed: u64,
+    /// How much of a queue stays in memory when the store can hold the rest
+    /// ([`Storage::can_page`]).
+    pub queue_window: Window,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             seed: 0x5741_5252_454e_0001,
+            queue_window: Window::default(),
         }
     }
 }
@@ -124,6 +130,12 @@ pub struct Broker {
     reply_routes: Map<ShortStr, (ConnId, u16)>,
     /// Answers waiting for the store to be durable (see `durable.rs`).
     held: durable::Held,
+    /// The window of queues that page, when the store can page (see `paging.rs`).
+    queue_window: Option<Window>,
+    /// Queues with messages outside their head.
+    paging: alloc::collections::BTreeSet<QueueId>,
+    /// Reused for what the store reads back.
+    page_scratch: Vec<crate::storage::MessageRecord>,
 }
 
 mod names;
@@ -135,6 +147,7 @@ impl Broker {
         auth: alloc::boxed::Box<dyn Authenticator + Send>,
         storage: alloc::boxed::Box<dyn Storage + Send>,
     ) -> Self {
+        let queue_window = storage.can_page().then_some(config.queue_window);
         let mut broker = Broker {
             auth,
             storage,
@@ -155,6 +168,9 @@ impl Broker {
             unix_offset_ms: 0,
             reply_routes: Map::default(),
             held: durable::Held::default(),
+            queue_window,
+            paging: Default::default(),
+            page_scratch: Vec::new(),
         };
         broker.add_vhost("/");
         broker.recover();

@@ -270,12 +270,16 @@ impl Broker {
             }
             return false;
         }
-        let store_id = if message.is_persistent() && q.durable && q.exclusive_owner.is_none() {
-            self.next_store_id += 1;
-            self.next_store_id - 1
-        } else {
-            0
-        };
+        // A queue past its window writes every message to the store, transient ones too
+        // (see `paging.rs`).
+        let paged = q.pages_next();
+        let store_id =
+            if paged || (message.is_persistent() && q.durable && q.exclusive_owner.is_none()) {
+                self.next_store_id += 1;
+                self.next_store_id - 1
+            } else {
+                0
+            };
         let queued = QueuedMessage {
             message,
             redelivered,
@@ -287,7 +291,12 @@ impl Broker {
             self.storage
                 .save_message(&q.vhost, &q.name, &queued.record(false));
         }
-        q.push_back(queued);
+        if paged {
+            q.push_paged(queued, self.storage.write_seq());
+            self.paging.insert(queue);
+        } else {
+            q.push_back(queued);
+        }
         let has_consumers = !q.consumers.is_empty();
         let over = q.is_over_limits();
         if expires_at != NEVER {

@@ -3,6 +3,7 @@
 
 use alloc::vec::Vec;
 
+use super::paging::Paging;
 use super::ready::Ready;
 use super::{ConnId, Message};
 use crate::codec::{FieldTable, FieldValue, ShortStr};
@@ -151,6 +152,8 @@ pub struct Queue {
     pub has_message_expiry: bool,
     /// Sequence number for the next message appended.
     next_seq: u64,
+    /// What lies beyond the head when the queue pages (see `paging.rs`).
+    pub(super) paging: Option<Paging>,
 }
 
 impl Queue {
@@ -192,6 +195,7 @@ impl Queue {
             last_used_ms: now_ms,
             has_message_expiry: false,
             next_seq: 0,
+            paging: None,
         }
     }
 
@@ -218,20 +222,29 @@ impl Queue {
     }
 
     pub fn message_count(&self) -> u32 {
-        u32::try_from(self.ready.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.len()).unwrap_or(u32::MAX)
     }
 
-    /// Ready messages.
+    /// Ready messages, those in the store only included.
     pub fn len(&self) -> usize {
-        self.ready.len()
+        self.ready.len() + self.paging.as_ref().map_or(0, |p| p.len() as usize)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ready.is_empty()
+        self.len() == 0
     }
 
     /// Body bytes of the ready messages.
     pub fn ready_bytes(&self) -> u64 {
+        self.ready.bytes() + self.paging.as_ref().map_or(0, |p| p.bytes())
+    }
+
+    /// Ready messages held in memory at the head (the rest wait in the store).
+    pub fn ready_in_memory(&self) -> usize {
+        self.ready.len()
+    }
+
+    pub fn ready_bytes_in_memory(&self) -> u64 {
         self.ready.bytes()
     }
 
@@ -276,12 +289,13 @@ impl Queue {
         }
     }
 
-    /// Every ready message, in delivery order.
+    /// Every ready message of the head, in delivery order. (A paging queue's other messages
+    /// are the store's: they are read back by id order, so they are never written again.)
     pub fn ready_messages(&self) -> impl Iterator<Item = &QueuedMessage> {
         self.ready.iter()
     }
 
-    /// Removes every ready message.
+    /// Removes every ready message of the head (see `Queue::drain_outside_head` for the rest).
     pub fn drain_ready(&mut self) -> Vec<QueuedMessage> {
         self.has_message_expiry = false;
         self.ready.drain()
@@ -291,22 +305,22 @@ impl Queue {
     pub fn is_full_for(&self, body_len: u64) -> bool {
         self.limits
             .max_length
-            .is_some_and(|max| self.ready.len() as u64 >= max)
+            .is_some_and(|max| self.len() as u64 >= max)
             || self
                 .limits
                 .max_length_bytes
-                .is_some_and(|max| self.ready.bytes() + body_len > max)
+                .is_some_and(|max| self.ready_bytes() + body_len > max)
     }
 
     /// Whether the ready messages exceed the length limits.
     pub fn is_over_limits(&self) -> bool {
         self.limits
             .max_length
-            .is_some_and(|max| self.ready.len() as u64 > max)
+            .is_some_and(|max| self.len() as u64 > max)
             || self
                 .limits
                 .max_length_bytes
-                .is_some_and(|max| self.ready.bytes() > max)
+                .is_some_and(|max| self.ready_bytes() > max)
     }
 
     /// When the queue expires if it stays unused, if it can.

@@ -41,7 +41,7 @@ impl Broker {
             self.add_vhost(&q.vhost);
             let id = QueueId(self.next_queue_id);
             self.next_queue_id += 1;
-            let queue = super::Queue::new(
+            let mut queue = super::Queue::new(
                 id,
                 q.vhost.clone(),
                 q.name.clone(),
@@ -53,6 +53,9 @@ impl Broker {
             );
             if queue.limits.is_timed() {
                 self.timed.insert(id);
+            }
+            if let Some(window) = self.queue_window {
+                queue.enable_paging(window);
             }
             self.queues.insert(id, queue);
             if let Some(v) = self.vhosts.get_mut(&q.vhost) {

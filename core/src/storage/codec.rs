@@ -184,6 +184,16 @@ pub fn decode_message(bytes: &[u8]) -> Result<(ShortStr, ShortStr, MessageRecord
     Ok((vhost, queue, record))
 }
 
+/// The vhost, queue and id of a message record, read without copying its contents (a store
+/// looking for one queue's messages among all).
+pub fn peek_message(bytes: &[u8]) -> Result<(&str, &str, u64), BadRecord> {
+    let mut r = Reader::new(bytes);
+    r.version()?;
+    let vhost = r.str_slice()?;
+    let queue = r.str_slice()?;
+    Ok((vhost, queue, r.u64()?))
+}
+
 /// A delivered marker: (vhost, queue, message id).
 pub fn decode_delivered(bytes: &[u8]) -> Result<(ShortStr, ShortStr, u64), BadRecord> {
     let mut r = Reader::new(bytes);
@@ -266,6 +276,12 @@ impl<'a> Reader<'a> {
         let n = u16::from_le_bytes(self.take(2)?.try_into().map_err(|_| BadRecord)?);
         let s = core::str::from_utf8(self.take(usize::from(n))?).map_err(|_| BadRecord)?;
         Ok(ShortStr::from(s))
+    }
+
+    /// A `str`, borrowed.
+    pub fn str_slice(&mut self) -> Result<&'a str, BadRecord> {
+        let n = u16::from_le_bytes(self.take(2)?.try_into().map_err(|_| BadRecord)?);
+        core::str::from_utf8(self.take(usize::from(n))?).map_err(|_| BadRecord)
     }
 
     pub fn blob(&mut self) -> Result<Bytes, BadRecord> {

@@ -40,6 +40,9 @@ pub trait Storage {
     fn delete_queue(&mut self, vhost: &str, name: &str);
     fn save_binding(&mut self, vhost: &str, record: &BindingRecord);
     fn delete_binding(&mut self, vhost: &str, record: &BindingRecord);
+    /// Stores a message of a durable queue. A transient message (not `delivery_mode` 2) is
+    /// saved only when the broker pages it out of memory ([`Storage::can_page`]): the store
+    /// must hand it back through [`Storage::page_in`], and never after a restart.
     fn save_message(&mut self, vhost: &str, queue: &str, record: &MessageRecord);
     fn delete_message(&mut self, vhost: &str, queue: &str, id: u64);
     /// The message went out to a consumer awaiting an ack: after a restart it is redelivered.
@@ -63,6 +66,23 @@ pub trait Storage {
     fn rewrite_request(&mut self) -> Vec<u64> {
         Vec::new()
     }
+    /// Whether the store can hand back the messages it holds ([`Storage::page_in`]), so that
+    /// the broker may keep only the head of a long queue in memory.
+    fn can_page(&self) -> bool {
+        false
+    }
+    /// Appends to `out` the next stored messages of `queue`, at most `max`: those with ids
+    /// above `after_id` not acked or deleted, in id order, as far as writes synced so far
+    /// (see [`Storage::write_seq`]) go. Only called when [`Storage::can_page`].
+    fn page_in(
+        &mut self,
+        _vhost: &str,
+        _queue: &str,
+        _after_id: u64,
+        _max: usize,
+        _out: &mut Vec<MessageRecord>,
+    ) {
+    }
 }
 
 type QueueKey = (String, String);
@@ -71,6 +91,8 @@ type QueueKey = (String, String);
 /// not the process.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStorage {
+    /// Lets the broker page (tests of paging).
+    paging: bool,
     exchanges: BTreeMap<QueueKey, ExchangeRecord>,
     queues: BTreeMap<QueueKey, QueueRecord>,
     bindings: Vec<(String, BindingRecord)>,
@@ -80,6 +102,14 @@ pub struct MemoryStorage {
 impl MemoryStorage {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A storage the broker may page queues to ([`Storage::can_page`]).
+    pub fn paging() -> Self {
+        MemoryStorage {
+            paging: true,
+            ..Self::default()
+        }
     }
 
     /// Everything stored, given up without a copy (a disk store replays its log into a
@@ -104,7 +134,10 @@ impl MemoryStorage {
                     (
                         ShortStr::from(v.as_str()),
                         ShortStr::from(q.as_str()),
-                        m.into_values().collect(),
+                        // Transient messages were stored only to page them out.
+                        m.into_values()
+                            .filter(MessageRecord::is_persistent)
+                            .collect(),
                     )
                 })
                 .collect(),
@@ -168,5 +201,24 @@ impl Storage for MemoryStorage {
     }
     fn load(&mut self) -> Recovered {
         self.clone().into_recovered()
+    }
+    fn can_page(&self) -> bool {
+        self.paging
+    }
+    fn page_in(
+        &mut self,
+        vhost: &str,
+        queue: &str,
+        after_id: u64,
+        max: usize,
+        out: &mut Vec<MessageRecord>,
+    ) {
+        if let Some(m) = self.messages.get(&key(vhost, queue)) {
+            out.extend(
+                m.range(after_id.saturating_add(1)..)
+                    .take(max)
+                    .map(|(_, r)| r.clone()),
+            );
+        }
     }
 }

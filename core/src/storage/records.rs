@@ -46,3 +46,14 @@ pub struct MessageRecord {
     /// It was delivered (and not acked) at least once: it comes back redelivered.
     pub delivered: bool,
 }
+
+impl MessageRecord {
+    /// `delivery_mode = 2`: it outlives a restart. A transient one is stored only while a
+    /// queue pages it out of memory.
+    pub fn is_persistent(&self) -> bool {
+        matches!(
+            crate::codec::peek_delivery_mode(&self.properties),
+            Ok(Some(2))
+        )
+    }
+}

@@ -1,0 +1,327 @@
+//! Queues longer than memory: beyond a window, a queue's messages live in the store only.
+//!
+//! A queue that pages keeps three parts, in delivery order:
+//! - the **head**, in memory ([`Queue`]'s ready messages), at most about a window long;
+//! - the **paged** messages, in the store only: the queue keeps their count, their bytes and
+//!   the id the next page-in reads after ([`Storage::page_in`] returns a queue's stored
+//!   messages in id order, and a queue's ids grow in publish order);
+//! - the **tail**: messages written to the store but not yet durable. They stay in memory
+//!   until the store is synced up to their write, because a page-in can only read back what
+//!   is on disk; then they join the paged part and leave memory.
+//!
+//! Once a queue is past its window, every new message goes to the tail, a transient one too
+//! (written to the store as a transient record, which no restart brings back): the order of a
+//! queue does not depend on which of its messages are persistent. The head is filled again
+//! from the paged part when it runs low, and straight from the tail when nothing is paged, so
+//! consumers that keep up never wait for a read.
+//!
+//! Only queues whose order is by arrival page: not priority queues, not queues with a
+//! message TTL (every message would need its expiry kept). A paged message with its own
+//! `expiration` keeps its expiry time in memory beside the count (16 bytes for such a message,
+//! none for the others), so it expires at the head as it would have in memory.
+//!
+//! [`Storage::page_in`]: crate::storage::Storage::page_in
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use super::queue::{Queue, QueuedMessage, NEVER};
+use super::Message;
+use crate::storage::{MessageRecord, Storage};
+
+/// How much of a queue is kept in memory before the rest is left to the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub messages: usize,
+    /// Body bytes.
+    pub bytes: u64,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window {
+            messages: 2048,
+            bytes: 8 << 20,
+        }
+    }
+}
+
+/// The part of a paging queue that is not its head. See the module docs.
+#[derive(Debug)]
+pub(super) struct Paging {
+    window: Window,
+    /// Messages in the store only.
+    paged: u64,
+    paged_bytes: u64,
+    /// The next page-in reads the queue's stored messages with ids above this.
+    after_id: u64,
+    /// Written and not yet known durable: (message, the store's write sequence after it).
+    tail: VecDeque<(QueuedMessage, u64)>,
+    tail_bytes: u64,
+    /// (store id, expiry) of the paged messages that expire, in id order.
+    expiring: VecDeque<(u64, u64)>,
+}
+
+impl Paging {
+    pub(super) fn new(window: Window) -> Paging {
+        Paging {
+            window,
+            paged: 0,
+            paged_bytes: 0,
+            after_id: 0,
+            tail: VecDeque::new(),
+            tail_bytes: 0,
+            expiring: VecDeque::new(),
+        }
+    }
+
+    /// Messages not in the head.
+    pub(super) fn len(&self) -> u64 {
+        self.paged + self.tail.len() as u64
+    }
+
+    pub(super) fn bytes(&self) -> u64 {
+        self.paged_bytes + self.tail_bytes
+    }
+
+    /// The expiry of paged message `id`, forgetting those of messages before it.
+    fn expiry_of(&mut self, id: u64) -> u64 {
+        while self.expiring.front().is_some_and(|(i, _)| *i < id) {
+            self.expiring.pop_front();
+        }
+        match self.expiring.front() {
+            Some((i, at)) if *i == id => {
+                let at = *at;
+                self.expiring.pop_front();
+                at
+            }
+            _ => NEVER,
+        }
+    }
+
+    fn pop_tail(&mut self) -> Option<QueuedMessage> {
+        let (m, _) = self.tail.pop_front()?;
+        self.tail_bytes -= m.message.body().len() as u64;
+        Some(m)
+    }
+}
+
+impl Queue {
+    /// Lets this queue leave messages beyond `window` to the store, if it is a queue that can
+    /// (see the module docs).
+    pub(crate) fn enable_paging(&mut self, window: Window) {
+        let fifo = super::queue::max_priority(&self.arguments).is_none();
+        if self.durable
+            && self.exclusive_owner.is_none()
+            && fifo
+            && self.limits.message_ttl.is_none()
+        {
+            self.paging = Some(Paging::new(window));
+        }
+    }
+
+    /// Whether the next message appended goes to the store rather than the head: the queue
+    /// pages and is past its window (or already has messages outside the head).
+    pub(crate) fn pages_next(&self) -> bool {
+        self.paging.as_ref().is_some_and(|p| {
+            p.len() > 0
+                || self.ready_in_memory() >= p.window.messages
+                || self.ready_bytes_in_memory() >= p.window.bytes
+        })
+    }
+
+    /// Whether anything of the queue is outside its head.
+    pub(crate) fn has_outside_head(&self) -> bool {
+        self.paging.as_ref().is_some_and(|p| p.len() > 0)
+    }
+
+    /// Appends a message already written to the store (`write_seq`: the store's write
+    /// sequence after it) behind everything the queue holds.
+    pub(crate) fn push_paged(&mut self, m: QueuedMessage, write_seq: u64) {
+        let p = self.paging.as_mut().expect("pages_next said so");
+        p.tail_bytes += m.message.body().len() as u64;
+        p.tail.push_back((m, write_seq));
+    }
+
+    /// The store is durable up to write `synced`: the tail messages written by then leave
+    /// memory for the paged part. A head with room takes from the tail first.
+    pub(crate) fn page_out(&mut self, synced: u64) {
+        self.fill_from_tail();
+        let Some(p) = self.paging.as_mut() else {
+            return;
+        };
+        while p.tail.front().is_some_and(|(_, seq)| *seq <= synced) {
+            let m = p.pop_tail().expect("checked");
+            if p.paged == 0 {
+                p.after_id = m.store_id - 1;
+            }
+            p.paged += 1;
+            p.paged_bytes += m.message.body().len() as u64;
+            if m.expires_at != NEVER {
+                p.expiring.push_back((m.store_id, m.expires_at));
+            }
+        }
+    }
+
+    /// Fills the head when it is below half its window: from the store while messages are
+    /// paged, else from the tail. `out` is scratch for what the store returns.
+    pub(crate) fn refill(&mut self, storage: &mut dyn Storage, out: &mut Vec<MessageRecord>) {
+        let Some(p) = self.paging.as_ref() else {
+            return;
+        };
+        let (have, have_bytes) = (self.ready_in_memory(), self.ready_bytes_in_memory());
+        if have >= p.window.messages / 2 || have_bytes >= p.window.bytes / 2 {
+            return;
+        }
+        if p.paged == 0 {
+            self.fill_from_tail();
+            return;
+        }
+        let want = (p.window.messages - have).max(1).min(p.paged as usize);
+        out.clear();
+        storage.page_in(&self.vhost, &self.name, p.after_id, want, out);
+        let p = self.paging.as_mut().expect("checked");
+        if out.is_empty() {
+            // The store has none of them left (it could not read them back): go on without
+            // them rather than stop the queue behind them.
+            p.paged = 0;
+            p.paged_bytes = 0;
+            p.expiring.clear();
+            self.fill_from_tail();
+            return;
+        }
+        let mut back = Vec::with_capacity(out.len());
+        for record in out.drain(..) {
+            p.after_id = record.id;
+            p.paged = p.paged.saturating_sub(1);
+            p.paged_bytes = p.paged_bytes.saturating_sub(record.body.len() as u64);
+            let expires_at = p.expiry_of(record.id);
+            back.push(from_record(record, expires_at));
+        }
+        if p.paged == 0 {
+            p.paged_bytes = 0;
+            p.expiring.clear();
+        }
+        for m in back {
+            self.push_back(m);
+        }
+    }
+
+    /// Moves tail messages into the head while nothing is paged and the head has room.
+    fn fill_from_tail(&mut self) {
+        loop {
+            let room = {
+                let Some(p) = self.paging.as_ref() else {
+                    return;
+                };
+                p.paged == 0
+                    && !p.tail.is_empty()
+                    && self.ready_in_memory() < p.window.messages
+                    && self.ready_bytes_in_memory() < p.window.bytes
+            };
+            if !room {
+                return;
+            }
+            let m = self
+                .paging
+                .as_mut()
+                .and_then(Paging::pop_tail)
+                .expect("checked");
+            self.push_back(m);
+        }
+    }
+
+    /// The head's next message, reading from the store first when the head is empty.
+    pub(crate) fn take_front(
+        &mut self,
+        storage: &mut dyn Storage,
+        out: &mut Vec<MessageRecord>,
+    ) -> Option<QueuedMessage> {
+        if self.ready_in_memory() == 0 && self.has_outside_head() {
+            self.refill(storage, out);
+        }
+        self.pop_front()
+    }
+
+    /// Removes every message outside the head (a purge), telling the store of each stored
+    /// one. Returns how many there were.
+    pub(crate) fn drain_outside_head(&mut self, storage: &mut dyn Storage) -> u64 {
+        let Some(p) = self.paging.as_mut() else {
+            return 0;
+        };
+        let mut n = 0;
+        let mut out = Vec::new();
+        while p.paged > 0 {
+            out.clear();
+            let want = p.window.messages.max(1).min(p.paged as usize);
+            storage.page_in(&self.vhost, &self.name, p.after_id, want, &mut out);
+            if out.is_empty() {
+                break;
+            }
+            for record in &out {
+                p.after_id = record.id;
+                p.paged -= 1;
+                n += 1;
+                storage.delete_message(&self.vhost, &self.name, record.id);
+            }
+        }
+        n += p.paged;
+        p.paged = 0;
+        p.paged_bytes = 0;
+        p.expiring.clear();
+        while let Some(m) = p.pop_tail() {
+            n += 1;
+            storage.delete_message(&self.vhost, &self.name, m.store_id);
+        }
+        n
+    }
+}
+
+/// A message read back from the store, as the head holds it.
+fn from_record(r: MessageRecord, expires_at: u64) -> QueuedMessage {
+    let message = Message::new(r.exchange, r.routing_key, r.properties, r.body);
+    QueuedMessage {
+        message,
+        redelivered: r.delivered,
+        store_id: r.id,
+        expires_at,
+        seq: 0,
+    }
+}
+
+impl super::Broker {
+    /// Once per round, after the store's flush: tail messages now durable leave memory, heads
+    /// below half their window are filled again, and queues that got messages deliver.
+    pub(super) fn page_round(&mut self) {
+        if self.paging.is_empty() {
+            return;
+        }
+        let synced = self.held.synced();
+        let mut done = Vec::new();
+        let ids: Vec<super::QueueId> = self.paging.iter().copied().collect();
+        for id in ids {
+            let Some(q) = self.queues.get_mut(&id) else {
+                done.push(id);
+                continue;
+            };
+            q.page_out(synced);
+            let before = q.ready_in_memory();
+            q.refill(&mut *self.storage, &mut self.page_scratch);
+            if !q.has_outside_head() {
+                done.push(id);
+            }
+            let filled = q.ready_in_memory() > before;
+            let timed = q.has_message_expiry;
+            if filled && !q.consumers.is_empty() {
+                self.dirty.push(id);
+            }
+            if filled && timed {
+                self.watch_time(id);
+            }
+        }
+        for id in done {
+            self.paging.remove(&id);
+        }
+        self.settle_work();
+    }
+}
