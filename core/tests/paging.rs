@@ -296,3 +296,33 @@ fn priority_and_ttl_queues_and_stores_that_cannot_page_keep_everything_in_memory
     }
     assert_eq!(in_memory(&plain, "q"), 10);
 }
+
+#[test]
+fn queues_that_are_not_durable_page_too_and_leave_nothing_behind() {
+    let mut w = paging_world(SharedStorage::paging());
+    let c = w.connect_channel();
+    w.client(c).declare_queue(1, "tq");
+    w.client(c).declare_queue_with(
+        1,
+        QueueDeclare {
+            queue: "eq".into(),
+            exclusive: true,
+            ..Default::default()
+        },
+    );
+    for q in ["tq", "eq"] {
+        for body in numbered(20) {
+            w.client(c)
+                .publish(1, "", q, &persistent(), body.as_bytes());
+        }
+        assert!(in_memory(&w, q) <= WINDOW, "{q}");
+        assert_eq!(count(&w, q), 20);
+    }
+    assert_eq!(get_all(&mut w, c, "tq"), numbered(20));
+    // Deleting a queue (here with its owner) forgets what it left in the store.
+    w.client(c).close_connection();
+    assert_eq!(w.storage.message_count(), 0);
+    // And a restart brings none of it back.
+    let after = paging_world(SharedStorage::new(w.storage.snapshot()));
+    assert!(after.broker().queue("/", "tq").is_none());
+}

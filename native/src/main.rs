@@ -128,10 +128,7 @@ fn main() -> anyhow::Result<()> {
     let store = open_store(&args, synced_tx)?;
     let broker = Broker::new(
         BrokerConfig {
-            queue_window: warren_core::broker::Window {
-                messages: args.queue_window.max(1),
-                bytes: args.queue_window_bytes.max(1),
-            },
+            queue_window: queue_window(&args),
             ..BrokerConfig::default()
         },
         Box::new(StaticUsers::with_guest()),
@@ -151,6 +148,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Opens the data directory, replaying what a previous run left there.
+/// The in-memory window of a queue, for the broker and for what the store recovers.
+fn queue_window(args: &ServerArgs) -> warren_core::broker::Window {
+    warren_core::broker::Window {
+        messages: args.queue_window.max(1),
+        bytes: args.queue_window_bytes.max(1),
+    }
+}
+
 fn open_store(
     args: &ServerArgs,
     synced: tokio::sync::watch::Sender<u64>,
@@ -158,6 +163,7 @@ fn open_store(
     let options = warren_store::Options {
         segment_bytes: args.segment_bytes,
         skip_damaged: args.skip_damaged_records,
+        queue_window: queue_window(args),
     };
     let started = std::time::Instant::now();
     let on_synced = Box::new(move |seq| {

@@ -175,6 +175,7 @@ impl SimStore {
         let options = Options {
             segment_bytes: SEGMENT_BYTES,
             skip_damaged: false,
+            queue_window: crate::world::SIM_WINDOW,
         };
         let (store, writer, _report) = open_on(
             disk,

@@ -304,7 +304,7 @@ type R = Result<(), String>;
 
 /// Queues keep only this much in memory, so that runs page all the time: most queues of a run
 /// are longer than this, and every read back goes through the store's pager.
-const SIM_WINDOW: Window = Window {
+pub(crate) const SIM_WINDOW: Window = Window {
     messages: 3,
     bytes: 2048,
 };

@@ -193,6 +193,16 @@ impl Ledger {
         seg.is_live(id).then_some(seg)
     }
 
+    /// Whether `id` is above every id written so far (a lower one is a message written again).
+    pub fn is_fresh(&self, id: u64) -> bool {
+        self.max_id.is_none_or(|max| id > max)
+    }
+
+    /// Whether message `id` lives in a copy written again, out of log order.
+    pub fn is_moved(&self, id: u64) -> bool {
+        self.moved.contains_key(&id)
+    }
+
     /// Whether the record of message `id` in segment `number` is the message's live copy (not
     /// acked, and not written again elsewhere since).
     pub fn is_live_at(&self, id: u64, number: u64) -> bool {
@@ -214,7 +224,7 @@ impl Ledger {
     /// Message `id` of `queue` was written to the segment being written: a new message, or a
     /// live one written again (it moves here from its older segment).
     pub fn on_message(&mut self, vhost: &str, queue: &str, id: u64) {
-        let fresh = self.max_id.is_none_or(|max| id > max);
+        let fresh = self.is_fresh(id);
         if fresh {
             self.max_id = Some(id);
             let seg = self.current();
@@ -241,6 +251,23 @@ impl Ledger {
             seg.take(vhost, queue, id);
         }
         self.moved.remove(&id);
+    }
+
+    /// Every queue with messages live somewhere.
+    pub fn queues(&self) -> Vec<QueueKey> {
+        let mut all: Vec<QueueKey> = self
+            .segments
+            .iter()
+            .flat_map(|s| {
+                s.per_queue
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(k, _)| k.clone())
+            })
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
     pub fn on_queue_deleted(&mut self, vhost: &str, queue: &str) {

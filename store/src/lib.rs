@@ -17,6 +17,7 @@
 
 mod disk;
 pub mod frame;
+mod heads;
 mod ledger;
 mod open;
 mod pager;

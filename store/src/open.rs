@@ -6,18 +6,20 @@
 //! names the file and offset, unless told to skip damaged records, in which case it says how
 //! many it skipped. It never panics on what it reads.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use warren_core::storage::MemoryStorage;
+use warren_core::broker::Window;
+use warren_core::storage::{codec, MemoryStorage};
 
 use crate::disk::{Disk, FsDisk};
 use crate::frame::{self, Read};
-use crate::ledger::{Ledger, Segment};
-use crate::records::Record;
-use crate::store::DiskStorage;
-use crate::store::Sink;
+use crate::heads;
+use crate::ledger::{Ledger, QueueKey, Segment};
+use crate::records::{self, Record};
+use crate::store::{DiskStorage, Sink};
 use crate::writer::{self, Writer};
 
 /// How to open the store.
@@ -27,6 +29,9 @@ pub struct Options {
     pub segment_bytes: u64,
     /// Skip damaged records (saying how many) instead of refusing to open.
     pub skip_damaged: bool,
+    /// How much of a queue that pages is recovered into memory (the broker's queue window);
+    /// the rest stays on disk and is read back as consumers reach it.
+    pub queue_window: Window,
 }
 
 impl Default for Options {
@@ -34,6 +39,7 @@ impl Default for Options {
         Options {
             segment_bytes: 64 << 20,
             skip_damaged: false,
+            queue_window: Window::default(),
         }
     }
 }
@@ -124,11 +130,15 @@ pub fn open_on<D: Disk>(
         let last = i + 1 == numbers.len();
         replay.segment(&mut disk, n, last, options)?;
     }
+    replay.forget_undefined_queues();
+    let queues = heads::read(&mut disk, &numbers, &replay, options.queue_window)?;
     let mut report = replay.report;
     report.segments = numbers.len();
-    let mut recovered = replay.state.into_recovered();
+    report.messages = queues.messages();
+    let mut recovered = replay.definitions.clone().into_recovered();
+    recovered.messages = queues.heads;
+    recovered.paged = queues.paged;
     recovered.next_message_id = replay.max_id + 1;
-    report.messages = recovered.messages.iter().map(|(_, _, m)| m.len()).sum();
     let mut ledger = replay.ledger;
     let first = numbers.last().map_or(1, |n| n + 1);
     ledger.segments.push_back(Segment::new(first));
@@ -142,19 +152,28 @@ pub fn open_on<D: Disk>(
         options.segment_bytes,
         sink,
         reader,
+        replay.delivered,
     );
     Ok((storage, writer, report))
 }
 
+/// The first pass over the log: the definitions, which messages are live where, and what
+/// the second pass ([`heads::read`]) needs to put each queue's messages in order. No message
+/// body is kept.
 #[derive(Default)]
-struct Replay {
-    /// Everything, messages included: what the broker recovers.
-    state: MemoryStorage,
-    /// Exchanges, queues and bindings only: what the store keeps to write again.
-    definitions: MemoryStorage,
-    ledger: Ledger,
+pub(crate) struct Replay {
+    /// Exchanges, queues and bindings: what the broker recovers and the store writes again.
+    pub(crate) definitions: MemoryStorage,
+    pub(crate) ledger: Ledger,
     max_id: u64,
     report: Report,
+    /// Live messages delivered before the restart: they come back redelivered.
+    pub(crate) delivered: HashSet<u64>,
+    /// Per queue, the highest id of its messages written again (out of log order).
+    pub(crate) moved_max: HashMap<QueueKey, u64>,
+    /// Per queue name, the highest id when a queue of that name was last deleted: messages
+    /// up to it belonged to the deleted one.
+    pub(crate) deleted_at: HashMap<QueueKey, u64>,
 }
 
 impl Replay {
@@ -173,6 +192,21 @@ impl Replay {
         loop {
             let damaged_at = match frame::read(&data, at) {
                 Read::End => return Ok(()),
+                Read::Frame {
+                    kind,
+                    payload,
+                    next,
+                } if kind == records::MESSAGE || kind == records::TRANSIENT => {
+                    match codec::peek_message(payload) {
+                        Ok(key) => {
+                            self.ledger.current().size += (next - at) as u64;
+                            self.message(kind, key);
+                            at = next;
+                            continue;
+                        }
+                        Err(_) => at,
+                    }
+                }
                 Read::Frame {
                     kind,
                     payload,
@@ -208,20 +242,63 @@ impl Replay {
         }
     }
 
+    /// Messages of queues the log has no definition of (a queue that was not durable paged
+    /// them out) died with the process: their segments need not wait for their acks.
+    fn forget_undefined_queues(&mut self) {
+        let defined: HashSet<QueueKey> = self
+            .definitions
+            .clone()
+            .into_recovered()
+            .queues
+            .into_iter()
+            .map(|q| (q.vhost.to_string(), q.name.to_string()))
+            .collect();
+        for (vhost, queue) in self.ledger.queues() {
+            if !defined.contains(&(vhost.clone(), queue.clone())) {
+                self.ledger.on_queue_deleted(&vhost, &queue);
+            }
+        }
+    }
+
+    fn message(&mut self, kind: u8, key: codec::MessageKey<'_>) {
+        self.report.records += 1;
+        self.max_id = self.max_id.max(key.id);
+        let (v, q, id) = (key.vhost, key.queue, key.id);
+        if kind == records::TRANSIENT {
+            // Its id was used; the message itself died with the process.
+            self.ledger.on_message(v, q, id);
+            self.ledger.on_ack(v, q, id);
+            return;
+        }
+        if !self.ledger.is_fresh(id) {
+            let max = self
+                .moved_max
+                .entry((v.to_owned(), q.to_owned()))
+                .or_default();
+            *max = (*max).max(id);
+        }
+        self.ledger.on_message(v, q, id);
+    }
+
     fn apply(&mut self, record: Record) {
         self.report.records += 1;
         if let Some(id) = record.message_id() {
             self.max_id = self.max_id.max(id);
         }
         match &record {
-            Record::Message(v, q, m) => self.ledger.on_message(v, q, m.id),
-            Record::Transient(v, q, id) => {
-                // Its id was used; the message itself died with the process.
-                self.ledger.on_message(v, q, *id);
+            Record::Acked(v, q, id) => {
                 self.ledger.on_ack(v, q, *id);
+                self.delivered.remove(id);
             }
-            Record::Acked(v, q, id) => self.ledger.on_ack(v, q, *id),
-            Record::QueueDeleted(v, q) => self.ledger.on_queue_deleted(v, q),
+            Record::Delivered(_, _, id) => {
+                self.delivered.insert(*id);
+            }
+            Record::QueueDeleted(v, q) => {
+                self.ledger.on_queue_deleted(v, q);
+                let key = (v.to_string(), q.to_string());
+                self.moved_max.remove(&key);
+                self.deleted_at.insert(key, self.max_id);
+            }
             Record::Exchange(..) | Record::Queue(..) | Record::Binding(..) => {
                 self.ledger.current().has_definitions = true
             }
@@ -230,6 +307,5 @@ impl Replay {
         if record.is_definition() {
             record.apply(&mut self.definitions);
         }
-        record.apply(&mut self.state);
     }
 }

@@ -8,7 +8,7 @@
 //! Reads go straight to the files, on the broker's thread, in chunks: the broker only pages
 //! out what is synced, so everything asked for is in a file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 
 use warren_core::storage::codec;
@@ -40,17 +40,27 @@ pub struct Pager {
     reader: Box<dyn SegmentRead>,
     cursors: HashMap<QueueKey, Cursor>,
     buf: Vec<u8>,
+    /// Messages recovered on disk that were delivered before the restart: they come back
+    /// redelivered.
+    delivered: HashSet<u64>,
     /// Records that failed their checksum while read back (each logged).
     pub damaged: u64,
 }
 
 impl Pager {
-    pub fn new(reader: Box<dyn SegmentRead>) -> Pager {
+    pub fn new(reader: Box<dyn SegmentRead>, delivered: HashSet<u64>) -> Pager {
         Pager {
             reader,
             cursors: HashMap::new(),
             buf: Vec::new(),
+            delivered,
             damaged: 0,
+        }
+    }
+
+    pub fn forget_delivered(&mut self, id: u64) {
+        if !self.delivered.is_empty() {
+            self.delivered.remove(&id);
         }
     }
 
@@ -166,14 +176,21 @@ impl Pager {
                 let kind = body[0];
                 if kind == records::MESSAGE || kind == records::TRANSIENT {
                     let payload = &body[1..];
-                    if let Ok((v, q, id)) = codec::peek_message(payload) {
+                    if let Ok(codec::MessageKey {
+                        vhost: v,
+                        queue: q,
+                        id,
+                        ..
+                    }) = codec::peek_message(payload)
+                    {
                         if v == vhost
                             && q == queue
                             && ledger.is_live_at(id, cursor.segment)
                             && out.last().is_none_or(|m| id > m.id)
                             && id > cursor.after_id
                         {
-                            if let Ok((_, _, record)) = codec::decode_message(payload) {
+                            if let Ok((_, _, mut record)) = codec::decode_message(payload) {
+                                record.delivered = self.delivered.contains(&id);
                                 out.push(record);
                                 got += 1;
                                 *taken += 1;

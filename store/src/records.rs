@@ -20,7 +20,8 @@ pub const DELIVERED: u8 = 9;
 /// recovered.
 pub const TRANSIENT: u8 = 10;
 
-/// One record read back.
+/// One record read back, other than a message (replay reads those with
+/// `codec::peek_message`, so that recovering a long queue copies none of its bodies).
 pub enum Record {
     Exchange(ShortStr, ExchangeRecord),
     ExchangeDeleted(ShortStr, ShortStr),
@@ -28,11 +29,8 @@ pub enum Record {
     QueueDeleted(ShortStr, ShortStr),
     Binding(ShortStr, BindingRecord),
     BindingDeleted(ShortStr, BindingRecord),
-    Message(ShortStr, ShortStr, MessageRecord),
     Acked(ShortStr, ShortStr, u64),
     Delivered(ShortStr, ShortStr, u64),
-    /// A transient message (vhost, queue, id): only its id matters after a restart.
-    Transient(ShortStr, ShortStr, u64),
 }
 
 impl Record {
@@ -59,10 +57,6 @@ impl Record {
                 let (v, r) = codec::decode_binding(payload)?;
                 Record::BindingDeleted(v, r)
             }
-            MESSAGE => {
-                let (v, q, m) = codec::decode_message(payload)?;
-                Record::Message(v, q, m)
-            }
             ACKED => {
                 let (v, q, id) = codec::decode_delivered(payload)?;
                 Record::Acked(v, q, id)
@@ -71,11 +65,6 @@ impl Record {
                 let (v, q, id) = codec::decode_delivered(payload)?;
                 Record::Delivered(v, q, id)
             }
-            TRANSIENT => {
-                // Checked whole, kept by name: nothing of it is recovered.
-                let (v, q, m) = codec::decode_message(payload)?;
-                Record::Transient(v, q, m.id)
-            }
             _ => return Err(BadRecord),
         })
     }
@@ -83,10 +72,7 @@ impl Record {
     /// The message id the record mentions, if any.
     pub fn message_id(&self) -> Option<u64> {
         match self {
-            Record::Message(_, _, m) => Some(m.id),
-            Record::Acked(_, _, id) | Record::Delivered(_, _, id) | Record::Transient(_, _, id) => {
-                Some(*id)
-            }
+            Record::Acked(_, _, id) | Record::Delivered(_, _, id) => Some(*id),
             _ => None,
         }
     }
@@ -105,10 +91,8 @@ impl Record {
             Record::QueueDeleted(v, n) => to.delete_queue(v, n),
             Record::Binding(v, r) => to.save_binding(v, r),
             Record::BindingDeleted(v, r) => to.delete_binding(v, r),
-            Record::Message(v, q, m) => to.save_message(v, q, m),
             Record::Acked(v, q, id) => to.delete_message(v, q, *id),
             Record::Delivered(v, q, id) => to.mark_delivered(v, q, *id),
-            Record::Transient(..) => {}
         }
     }
 }

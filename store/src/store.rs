@@ -43,6 +43,7 @@ impl DiskStorage {
         segment_bytes: u64,
         sink: Sink,
         reader: Box<dyn SegmentRead>,
+        delivered: std::collections::HashSet<u64>,
     ) -> DiskStorage {
         let next_segment = ledger.segments.back().map_or(1, |s| s.number + 1);
         DiskStorage {
@@ -55,7 +56,7 @@ impl DiskStorage {
             segment_bytes,
             next_segment,
             sink,
-            pager: Pager::new(reader),
+            pager: Pager::new(reader, delivered),
         }
     }
 
@@ -140,6 +141,7 @@ impl Storage for DiskStorage {
     }
     fn delete_message(&mut self, vhost: &str, queue: &str, id: u64) {
         self.ledger.on_ack(vhost, queue, id);
+        self.pager.forget_delivered(id);
         self.record(false, |o| records::acked(o, vhost, queue, id));
     }
     fn mark_delivered(&mut self, vhost: &str, queue: &str, id: u64) {

@@ -16,7 +16,7 @@ use warren_store::{open, OpenError, Opened, Options, Report};
 fn options(segment_bytes: u64) -> Options {
     Options {
         segment_bytes,
-        skip_damaged: false,
+        ..Options::default()
     }
 }
 

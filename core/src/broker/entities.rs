@@ -765,7 +765,7 @@ impl Broker {
                 );
             }
         }
-        if q.durable && q.exclusive_owner.is_none() {
+        if q.wrote_to_store() {
             self.storage.delete_queue(&q.vhost, &q.name);
         }
         q.message_count()

@@ -44,7 +44,7 @@ use crate::vocab::{ClientCapabilities, Command, ConnId, Event};
 pub use channel::Channel;
 pub use exchange::{Binding, Destination, Exchange, ExchangeKind};
 pub use expiry::DeathReason;
-pub use paging::Window;
+pub use paging::{pages, Window};
 pub use queue::{Overflow, Queue, QueueId, QueueLimits};
 
 /// Every queue of the broker by id.

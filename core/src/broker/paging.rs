@@ -15,6 +15,10 @@
 //! from the paged part when it runs low, and straight from the tail when nothing is paged, so
 //! consumers that keep up never wait for a read.
 //!
+//! Queues that are not durable, exclusive ones included, page too: what they write no restart
+//! brings back (recovery keeps messages only of the durable queues it has definitions of), so
+//! a deep transient queue costs disk, not memory, as in RabbitMQ's classic queues.
+//!
 //! Only queues whose order is by arrival page: not priority queues, not queues with a
 //! message TTL (every message would need its expiry kept). A paged message with its own
 //! `expiration` keeps its expiry time in memory beside the count (16 bytes for such a message,
@@ -27,6 +31,7 @@ use alloc::vec::Vec;
 
 use super::queue::{Queue, QueuedMessage, NEVER};
 use super::Message;
+use crate::codec::FieldTable;
 use crate::storage::{MessageRecord, Storage};
 
 /// How much of a queue is kept in memory before the rest is left to the store.
@@ -60,6 +65,12 @@ pub(super) struct Paging {
     tail_bytes: u64,
     /// (store id, expiry) of the paged messages that expire, in id order.
     expiring: VecDeque<(u64, u64)>,
+    /// When recovery left messages in the store (broker time): a TTL of their own restarts
+    /// then, as for those recovered into memory.
+    recovered_at: u64,
+    /// It has written messages to the store (a queue that is not durable must then tell the
+    /// store when it goes).
+    wrote: bool,
 }
 
 impl Paging {
@@ -72,6 +83,8 @@ impl Paging {
             tail: VecDeque::new(),
             tail_bytes: 0,
             expiring: VecDeque::new(),
+            recovered_at: 0,
+            wrote: false,
         }
     }
 
@@ -106,17 +119,35 @@ impl Paging {
     }
 }
 
+/// Whether a queue with these arguments pages (see the module docs): a store recovering a
+/// durable one leaves what is beyond its window on disk.
+pub fn pages(arguments: &FieldTable) -> bool {
+    super::queue::max_priority(arguments).is_none() && !arguments.contains_key("x-message-ttl")
+}
+
 impl Queue {
     /// Lets this queue leave messages beyond `window` to the store, if it is a queue that can
     /// (see the module docs).
     pub(crate) fn enable_paging(&mut self, window: Window) {
-        let fifo = super::queue::max_priority(&self.arguments).is_none();
-        if self.durable
-            && self.exclusive_owner.is_none()
-            && fifo
-            && self.limits.message_ttl.is_none()
-        {
+        if pages(&self.arguments) {
             self.paging = Some(Paging::new(window));
+        }
+    }
+
+    /// Whether the store holds (or held) messages of this queue.
+    pub(crate) fn wrote_to_store(&self) -> bool {
+        (self.durable && self.exclusive_owner.is_none())
+            || self.paging.as_ref().is_some_and(|p| p.wrote)
+    }
+
+    /// Recovery left `count` messages (`bytes` of bodies, ids above `after_id`) in the store,
+    /// behind the head it recovered.
+    pub(crate) fn restore_paged(&mut self, count: u64, bytes: u64, after_id: u64, now_ms: u64) {
+        if let Some(p) = self.paging.as_mut() {
+            p.recovered_at = now_ms;
+            p.paged = count;
+            p.paged_bytes = bytes;
+            p.after_id = after_id;
         }
     }
 
@@ -139,6 +170,7 @@ impl Queue {
     /// sequence after it) behind everything the queue holds.
     pub(crate) fn push_paged(&mut self, m: QueuedMessage, write_seq: u64) {
         let p = self.paging.as_mut().expect("pages_next said so");
+        p.wrote = true;
         p.tail_bytes += m.message.body().len() as u64;
         p.tail.push_back((m, write_seq));
     }
@@ -196,7 +228,7 @@ impl Queue {
             p.paged = p.paged.saturating_sub(1);
             p.paged_bytes = p.paged_bytes.saturating_sub(record.body.len() as u64);
             let expires_at = p.expiry_of(record.id);
-            back.push(from_record(record, expires_at));
+            back.push(from_record(record, expires_at, p.recovered_at));
         }
         if p.paged == 0 {
             p.paged_bytes = 0;
@@ -277,9 +309,15 @@ impl Queue {
     }
 }
 
-/// A message read back from the store, as the head holds it.
-fn from_record(r: MessageRecord, expires_at: u64) -> QueuedMessage {
+/// A message read back from the store, as the head holds it; `expires_at` as it was paged
+/// out. One with its own `expiration` and no expiry kept was left on disk by recovery: its TTL
+/// started again at `recovered_at`, as for the messages a restart brings back into memory.
+fn from_record(r: MessageRecord, expires_at: u64, recovered_at: u64) -> QueuedMessage {
     let message = Message::new(r.exchange, r.routing_key, r.properties, r.body);
+    let expires_at = match message.expiration_ms() {
+        Some(ttl) if expires_at == NEVER => recovered_at.saturating_add(ttl),
+        _ => expires_at,
+    };
     QueuedMessage {
         message,
         redelivered: r.delivered,

@@ -17,6 +17,7 @@ impl Broker {
         self.recover_queues(recovered.queues);
         self.recover_bindings(recovered.bindings);
         self.recover_messages(recovered.messages);
+        self.recover_paged(recovered.paged);
     }
 
     fn recover_exchanges(&mut self, exchanges: Vec<(ShortStr, ExchangeRecord)>) {
@@ -84,6 +85,26 @@ impl Broker {
                     routing_key: b.routing_key,
                     arguments: b.arguments,
                 });
+            }
+        }
+    }
+
+    /// Messages recovery left in the store behind each paging queue's head.
+    fn recover_paged(&mut self, paged: Vec<crate::storage::PagedQueue>) {
+        for p in paged {
+            let Some(id) = self
+                .vhosts
+                .get(&p.vhost)
+                .and_then(|v| v.queues.get(&p.queue))
+            else {
+                continue;
+            };
+            let id = *id;
+            if let Some(q) = self.queues.get_mut(&id) {
+                q.restore_paged(p.count, p.bytes, p.after_id, self.now_ms);
+                if q.has_outside_head() {
+                    self.paging.insert(id);
+                }
             }
         }
     }

@@ -184,14 +184,35 @@ pub fn decode_message(bytes: &[u8]) -> Result<(ShortStr, ShortStr, MessageRecord
     Ok((vhost, queue, record))
 }
 
-/// The vhost, queue and id of a message record, read without copying its contents (a store
-/// looking for one queue's messages among all).
-pub fn peek_message(bytes: &[u8]) -> Result<(&str, &str, u64), BadRecord> {
+/// What a store needs to know of a message record without copying it: whose it is, its id,
+/// its body's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageKey<'a> {
+    pub vhost: &'a str,
+    pub queue: &'a str,
+    pub id: u64,
+    pub body_len: usize,
+}
+
+/// Reads a message record's [`MessageKey`], checking the whole record's shape as
+/// [`decode_message`] does, without allocating.
+pub fn peek_message(bytes: &[u8]) -> Result<MessageKey<'_>, BadRecord> {
     let mut r = Reader::new(bytes);
     r.version()?;
     let vhost = r.str_slice()?;
     let queue = r.str_slice()?;
-    Ok((vhost, queue, r.u64()?))
+    let id = r.u64()?;
+    r.str_slice()?;
+    r.str_slice()?;
+    r.blob_slice()?;
+    let body_len = r.blob_slice()?.len();
+    r.end()?;
+    Ok(MessageKey {
+        vhost,
+        queue,
+        id,
+        body_len,
+    })
 }
 
 /// A delivered marker: (vhost, queue, message id).

@@ -24,11 +24,26 @@ pub struct Recovered {
     pub exchanges: Vec<(ShortStr, ExchangeRecord)>,
     pub queues: Vec<QueueRecord>,
     pub bindings: Vec<(ShortStr, BindingRecord)>,
-    /// (vhost, queue, messages in queue order)
+    /// (vhost, queue, messages in queue order): for a queue that pages, only its head.
     pub messages: Vec<(ShortStr, ShortStr, Vec<MessageRecord>)>,
+    /// The queues whose messages beyond their head stay in the store, to be read back with
+    /// [`Storage::page_in`].
+    pub paged: Vec<PagedQueue>,
     /// The lowest id the broker may give a new message: above every id the store still
     /// mentions, acked ones included (a log keeps acks of messages it no longer returns).
     pub next_message_id: u64,
+}
+
+/// A queue's messages left in the store at recovery, after those in [`Recovered::messages`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PagedQueue {
+    pub vhost: ShortStr,
+    pub queue: ShortStr,
+    pub count: u64,
+    /// Their body bytes.
+    pub bytes: u64,
+    /// Every one has a higher id than this (the last message recovered into memory).
+    pub after_id: u64,
 }
 
 /// Where durable state goes. Calls arrive in the order the broker makes the changes.
@@ -141,6 +156,7 @@ impl MemoryStorage {
                     )
                 })
                 .collect(),
+            paged: Vec::new(),
             next_message_id: 0,
         }
     }
