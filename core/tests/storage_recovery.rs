@@ -245,6 +245,41 @@ fn an_unacked_persistent_message_comes_back_marked_redelivered() {
     assert_eq!(got, [("in flight", true), ("never delivered", false)]);
 }
 
+/// Every delivery to a consumer that was to ack is counted and stored (quorum queues expose the
+/// count as `x-delivery-count`): the count survives restarts and goes on from there.
+#[test]
+fn the_delivery_count_is_stored_and_survives_restarts() {
+    let mut w = World::new();
+    let c = w.connect_channel();
+    w.client(c).declare_queue_with(1, durable_queue("dq"));
+    w.client(c).publish(1, "", "dq", &persistent(), b"bounced");
+    w.client(c)
+        .publish(1, "", "dq", &persistent(), b"untouched");
+    for tag in 1..=2 {
+        assert_eq!(bodies(&w.client(c).get(1, "dq", false)), ["bounced"]);
+        w.client(c).nack(1, tag, false, true);
+    }
+    let counts = |w: &World| -> Vec<u32> {
+        w.storage.load().messages[0]
+            .2
+            .iter()
+            .map(|m| m.deliveries)
+            .collect()
+    };
+    assert_eq!(counts(&w), [2, 0]);
+    let mut w = restart(&w);
+    let head = w
+        .broker()
+        .queue("/", "dq")
+        .and_then(|q| q.head())
+        .map(|m| m.deliveries);
+    assert_eq!(head, Some(2), "recovered with its count");
+    let c = w.connect_channel();
+    let r = w.client(c).get(1, "dq", false);
+    assert!(deliveries(&r)[0].redelivered());
+    assert_eq!(counts(&w), [3, 0], "and counted on");
+}
+
 #[test]
 fn deleted_durable_entities_do_not_come_back() {
     let mut w = populated();

@@ -126,7 +126,7 @@ pub(crate) fn read<D: Disk>(
             let Ok((_, _, mut record)) = codec::decode_message(payload) else {
                 continue;
             };
-            record.delivered = replay.delivered.contains(&key.id);
+            record.deliveries = replay.delivered.get(&key.id).copied().unwrap_or(0);
             if !moved {
                 b.in_order += 1;
                 b.bytes += key.body_len as u64;

@@ -167,8 +167,9 @@ pub(crate) struct Replay {
     pub(crate) ledger: Ledger,
     max_id: u64,
     report: Report,
-    /// Live messages delivered before the restart: they come back redelivered.
-    pub(crate) delivered: HashSet<u64>,
+    /// Live messages delivered before the restart, and how many times: they come back
+    /// redelivered.
+    pub(crate) delivered: HashMap<u64, u32>,
     /// Per queue, the highest id of its messages written again (out of log order).
     pub(crate) moved_max: HashMap<QueueKey, u64>,
     /// Per queue name, the highest id when a queue of that name was last deleted: messages
@@ -291,7 +292,11 @@ impl Replay {
                 self.delivered.remove(id);
             }
             Record::Delivered(_, _, id) => {
-                self.delivered.insert(*id);
+                let n = self.delivered.entry(*id).or_default();
+                *n = n.saturating_add(1);
+            }
+            Record::Deliveries(_, _, id, n) => {
+                self.delivered.insert(*id, *n);
             }
             Record::QueueDeleted(v, q) => {
                 self.ledger.on_queue_deleted(v, q);

@@ -8,7 +8,7 @@
 //! Reads go straight to the files, on the broker's thread, in chunks: the broker only pages
 //! out what is synced, so everything asked for is in a file.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 
 use warren_core::storage::codec;
@@ -42,13 +42,13 @@ pub struct Pager {
     buf: Vec<u8>,
     /// Messages recovered on disk that were delivered before the restart: they come back
     /// redelivered.
-    delivered: HashSet<u64>,
+    delivered: HashMap<u64, u32>,
     /// Records that failed their checksum while read back (each logged).
     pub damaged: u64,
 }
 
 impl Pager {
-    pub fn new(reader: Box<dyn SegmentRead>, delivered: HashSet<u64>) -> Pager {
+    pub fn new(reader: Box<dyn SegmentRead>, delivered: HashMap<u64, u32>) -> Pager {
         Pager {
             reader,
             cursors: HashMap::new(),
@@ -190,7 +190,7 @@ impl Pager {
                             && id > cursor.after_id
                         {
                             if let Ok((_, _, mut record)) = codec::decode_message(payload) {
-                                record.delivered = self.delivered.contains(&id);
+                                record.deliveries = self.delivered.get(&id).copied().unwrap_or(0);
                                 out.push(record);
                                 got += 1;
                                 *taken += 1;

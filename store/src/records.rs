@@ -19,6 +19,8 @@ pub const DELIVERED: u8 = 9;
 /// A transient message a queue paged out of memory: read back while the broker runs, never
 /// recovered.
 pub const TRANSIENT: u8 = 10;
+/// A message's delivery count, written with the message when it is written again.
+pub const DELIVERIES: u8 = 11;
 
 /// One record read back, other than a message (replay reads those with
 /// `codec::peek_message`, so that recovering a long queue copies none of its bodies).
@@ -30,7 +32,10 @@ pub enum Record {
     Binding(ShortStr, BindingRecord),
     BindingDeleted(ShortStr, BindingRecord),
     Acked(ShortStr, ShortStr, u64),
+    /// One more delivery.
     Delivered(ShortStr, ShortStr, u64),
+    /// The deliveries so far (vhost, queue, id, count).
+    Deliveries(ShortStr, ShortStr, u64, u32),
 }
 
 impl Record {
@@ -65,6 +70,10 @@ impl Record {
                 let (v, q, id) = codec::decode_delivered(payload)?;
                 Record::Delivered(v, q, id)
             }
+            DELIVERIES => {
+                let (v, q, id, n) = codec::decode_deliveries(payload)?;
+                Record::Deliveries(v, q, id, n)
+            }
             _ => return Err(BadRecord),
         })
     }
@@ -72,7 +81,9 @@ impl Record {
     /// The message id the record mentions, if any.
     pub fn message_id(&self) -> Option<u64> {
         match self {
-            Record::Acked(_, _, id) | Record::Delivered(_, _, id) => Some(*id),
+            Record::Acked(_, _, id)
+            | Record::Delivered(_, _, id)
+            | Record::Deliveries(_, _, id, _) => Some(*id),
             _ => None,
         }
     }
@@ -93,6 +104,11 @@ impl Record {
             Record::BindingDeleted(v, r) => to.delete_binding(v, r),
             Record::Acked(v, q, id) => to.delete_message(v, q, *id),
             Record::Delivered(v, q, id) => to.mark_delivered(v, q, *id),
+            Record::Deliveries(v, q, id, n) => {
+                for _ in 0..*n {
+                    to.mark_delivered(v, q, *id);
+                }
+            }
         }
     }
 }
@@ -141,5 +157,11 @@ pub fn acked(out: &mut Vec<u8>, vhost: &str, queue: &str, id: u64) {
 pub fn delivered(out: &mut Vec<u8>, vhost: &str, queue: &str, id: u64) {
     frame::append(out, DELIVERED, |o| {
         codec::encode_delivered(o, vhost, queue, id)
+    });
+}
+
+pub fn deliveries(out: &mut Vec<u8>, vhost: &str, queue: &str, id: u64, count: u32) {
+    frame::append(out, DELIVERIES, |o| {
+        codec::encode_deliveries(o, vhost, queue, id, count)
     });
 }

@@ -43,7 +43,7 @@ impl DiskStorage {
         segment_bytes: u64,
         sink: Sink,
         reader: Box<dyn SegmentRead>,
-        delivered: std::collections::HashSet<u64>,
+        delivered: std::collections::HashMap<u64, u32>,
     ) -> DiskStorage {
         let next_segment = ledger.segments.back().map_or(1, |s| s.number + 1);
         DiskStorage {
@@ -135,8 +135,11 @@ impl Storage for DiskStorage {
         self.record(false, |o| records::message(o, vhost, queue, record));
         // The record format keeps the flag apart from the body: a message written again
         // after a delivery carries its marker along.
-        if record.delivered {
-            self.record(false, |o| records::delivered(o, vhost, queue, record.id));
+        if record.deliveries > 0 {
+            let n = record.deliveries;
+            self.record(false, |o| {
+                records::deliveries(o, vhost, queue, record.id, n)
+            });
         }
     }
     fn delete_message(&mut self, vhost: &str, queue: &str, id: u64) {

@@ -66,7 +66,7 @@ fn message(id: u64, body: &str) -> MessageRecord {
         routing_key: "q".into(),
         properties: Bytes::from_static(&[0x10, 0, 2]),
         body: Bytes::copy_from_slice(body.as_bytes()),
-        delivered: false,
+        deliveries: 0,
     }
 }
 
@@ -119,10 +119,11 @@ fn a_reopened_store_gives_back_what_was_written_and_nothing_acked() {
     }
     s.save_message("/", "gone", &message(5, "x"));
     s.mark_delivered("/", "q", 2);
+    s.mark_delivered("/", "q", 2);
     s.delete_message("/", "q", 3);
     s.delete_queue("/", "gone");
     let written = s.write_seq();
-    assert_eq!(written, 12, "one write per call");
+    assert_eq!(written, 13, "one write per call");
     s.flush();
     close(o);
     assert_eq!(
@@ -133,14 +134,14 @@ fn a_reopened_store_gives_back_what_was_written_and_nothing_acked() {
 
     let (r, report) = reopen(dir.path());
     assert_eq!(bodies(&r, "q"), ["a", "b", "d"]);
-    let delivered: Vec<bool> = r.messages[0].2.iter().map(|m| m.delivered).collect();
-    assert_eq!(delivered, [false, true, false]);
+    let deliveries: Vec<u32> = r.messages[0].2.iter().map(|m| m.deliveries).collect();
+    assert_eq!(deliveries, [0, 2, 0], "each delivery counted");
     assert!(bodies(&r, "gone").is_empty());
     assert_eq!(r.queues, vec![queue("q")]);
     assert_eq!(r.exchanges.len(), 1);
     assert_eq!(r.bindings, vec![("/".into(), binding)]);
     assert_eq!(r.next_message_id, 6, "above every id the log mentions");
-    assert_eq!(report.records, 12);
+    assert_eq!(report.records, 13);
     assert_eq!(report.messages, 3);
     assert_eq!(report.torn_tail, None);
 }
@@ -300,7 +301,7 @@ fn a_few_live_messages_written_again_free_the_old_segments_they_kept() {
         "asked once per segment"
     );
     let mut again = message(1, "stuck");
-    again.delivered = true;
+    again.deliveries = 3;
     o.storage.save_message("/", "q", &again);
     o.storage.flush();
     assert!(
@@ -313,14 +314,80 @@ fn a_few_live_messages_written_again_free_the_old_segments_they_kept() {
     o.storage.flush();
     close(o);
     let (r, _) = reopen(dir.path());
-    let got: Vec<(u64, bool)> = r.messages[0]
+    let got: Vec<(u64, u32)> = r.messages[0]
         .2
         .iter()
-        .map(|m| (m.id, m.delivered))
+        .map(|m| (m.id, m.deliveries))
         .collect();
     assert_eq!(
         got,
-        [(1, true), (61, false)],
-        "once each, in order, still delivered"
+        [(1, 3), (61, 0)],
+        "once each, in order, its delivery count kept"
     );
+}
+
+/// A queue longer than the window recovers only its head into memory; the rest is counted and
+/// read back in order from the files, delivery counts included, with the acks taken since.
+#[test]
+fn a_long_queue_recovers_its_head_and_the_rest_is_read_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = Options {
+        segment_bytes: 4 << 10,
+        queue_window: warren_core::broker::Window {
+            messages: 10,
+            bytes: 1 << 20,
+        },
+        ..Options::default()
+    };
+    let (mut o, _) = opened(dir.path(), &small);
+    o.storage.save_queue(&queue("q"));
+    o.storage.save_queue(&queue("other"));
+    for id in 1..=200 {
+        // Another queue's messages in between: the pager must skip them.
+        let (q, body) = if id % 4 == 0 {
+            ("other", format!("o{id}"))
+        } else {
+            ("q", format!("m{id}"))
+        };
+        o.storage.save_message("/", q, &message(id, &body));
+    }
+    o.storage.mark_delivered("/", "q", 150);
+    o.storage.delete_message("/", "q", 151);
+    o.storage.flush();
+    close(o);
+
+    let (mut o, _) = opened(dir.path(), &small);
+    let r = o.storage.load();
+    let expected: Vec<u64> = (1..=200).filter(|id| id % 4 != 0 && *id != 151).collect();
+    let head: Vec<String> = bodies(&r, "q");
+    let head_ids: Vec<String> = expected[..10].iter().map(|id| format!("m{id}")).collect();
+    assert_eq!(head, head_ids, "the head, in order");
+    let paged = r
+        .paged
+        .iter()
+        .find(|p| p.queue.as_str() == "q")
+        .expect("q left messages on disk");
+    assert_eq!(paged.count as usize, expected.len() - 10);
+    assert_eq!(paged.after_id, expected[9]);
+    let body_bytes: usize = expected[10..].iter().map(|id| format!("m{id}").len()).sum();
+    assert_eq!(paged.bytes as usize, body_bytes);
+    // Read the rest back in pages of 7, as the broker would.
+    let mut after = paged.after_id;
+    let mut got = Vec::new();
+    loop {
+        let mut out = Vec::new();
+        o.storage.page_in("/", "q", after, 7, &mut out);
+        let Some(last) = out.last() else { break };
+        after = last.id;
+        got.extend(out.iter().map(|m| (m.id, m.deliveries)));
+    }
+    let want: Vec<(u64, u32)> = expected[10..]
+        .iter()
+        .map(|&id| (id, u32::from(id == 150)))
+        .collect();
+    assert_eq!(
+        got, want,
+        "the rest, in order, none acked, delivery counts kept"
+    );
+    close(o);
 }

@@ -153,7 +153,9 @@ class Broker:
             self.proc = subprocess.Popen(
                 [self.binary, "server", "--amqp", "127.0.0.1:%d" % self.port,
                  "--data-dir", self.data_dir, "--heartbeat", "0",
-                 "--segment-bytes", str(256 << 10)],
+                 # Small segments and a small queue window: the kills land while segments
+                 # rotate and go, and while most of the queue is paged out.
+                 "--segment-bytes", str(256 << 10), "--queue-window", "64"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
         if not wait_for_port(self.port, self.proc):

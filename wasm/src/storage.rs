@@ -248,7 +248,7 @@ pub fn decode_loaded(data: &[u8]) -> (Recovered, u32) {
     for (vhost, queue, list) in &mut out.messages {
         list.sort_by_key(|m| m.id);
         for m in list.iter_mut() {
-            m.delivered = delivered.contains(&(vhost.clone(), queue.clone(), m.id));
+            m.deliveries = u32::from(delivered.contains(&(vhost.clone(), queue.clone(), m.id)));
         }
     }
     (out, errors)

@@ -185,7 +185,7 @@ impl Broker {
         } = self;
         let q = queues.get_mut(&qid).expect("found above");
         q.last_used_ms = *now_ms;
-        let Some(qm) = q.take_front(&mut **storage, page_scratch) else {
+        let Some(mut qm) = q.take_front(&mut **storage, page_scratch) else {
             self.reply(conn, channel, BasicGetEmpty::default());
             return Ok(());
         };
@@ -207,7 +207,8 @@ impl Broker {
                 storage.delete_message(&q.vhost, &q.name, qm.store_id);
             }
         } else {
-            if qm.store_id != 0 && !qm.redelivered {
+            qm.deliveries = qm.deliveries.saturating_add(1);
+            if qm.store_id != 0 {
                 storage.mark_delivered(&q.vhost, &q.name, qm.store_id);
             }
             ch.record_unacked(Unacked {
@@ -339,7 +340,7 @@ fn choose_consumer(q: &Queue, conns: &Map<ConnId, Conn>) -> Option<usize> {
 fn hand_over(
     q: &mut Queue,
     idx: usize,
-    qm: QueuedMessage,
+    mut qm: QueuedMessage,
     conns: &mut Map<ConnId, Conn>,
     storage: &mut (dyn Storage + Send),
 ) -> Option<(ConnId, Event)> {
@@ -365,7 +366,8 @@ fn hand_over(
         qm.message
     } else {
         let message = qm.message.clone();
-        if qm.store_id != 0 && !qm.redelivered {
+        qm.deliveries = qm.deliveries.saturating_add(1);
+        if qm.store_id != 0 {
             storage.mark_delivered(&q.vhost, &q.name, qm.store_id);
         }
         ch.record_unacked(Unacked {

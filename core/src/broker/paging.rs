@@ -320,7 +320,8 @@ fn from_record(r: MessageRecord, expires_at: u64, recovered_at: u64) -> QueuedMe
     };
     QueuedMessage {
         message,
-        redelivered: r.delivered,
+        redelivered: r.deliveries > 0,
+        deliveries: r.deliveries,
         store_id: r.id,
         expires_at,
         seq: 0,

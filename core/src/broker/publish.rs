@@ -283,13 +283,14 @@ impl Broker {
         let queued = QueuedMessage {
             message,
             redelivered,
+            deliveries: 0,
             store_id,
             expires_at,
             seq: 0,
         };
         if store_id != 0 {
             self.storage
-                .save_message(&q.vhost, &q.name, &queued.record(false));
+                .save_message(&q.vhost, &q.name, &queued.record());
         }
         if paged {
             q.push_paged(queued, self.storage.write_seq());

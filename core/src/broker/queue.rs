@@ -22,6 +22,9 @@ pub const NEVER: u64 = u64::MAX;
 pub struct QueuedMessage {
     pub message: Message,
     pub redelivered: bool,
+    /// Times it went out to a consumer that was to ack it (kept by the store, for
+    /// `x-delivery-count`).
+    pub deliveries: u32,
     /// Storage id of a persistent message in a durable queue; 0 when not stored.
     pub store_id: u64,
     /// When it expires (broker time, ms); [`NEVER`] without a TTL.
@@ -32,15 +35,15 @@ pub struct QueuedMessage {
 }
 
 impl QueuedMessage {
-    /// The message as storage keeps it; `delivered`: it comes back redelivered.
-    pub fn record(&self, delivered: bool) -> MessageRecord {
+    /// The message as storage keeps it.
+    pub fn record(&self) -> MessageRecord {
         MessageRecord {
             id: self.store_id,
             exchange: self.message.exchange().clone(),
             routing_key: self.message.routing_key().clone(),
             properties: self.message.properties().clone(),
             body: self.message.body().clone(),
-            delivered,
+            deliveries: self.deliveries,
         }
     }
 }

@@ -130,7 +130,8 @@ impl Broker {
                 };
                 q.push_back(QueuedMessage {
                     message,
-                    redelivered: m.delivered,
+                    redelivered: m.deliveries > 0,
+                    deliveries: m.deliveries,
                     store_id: m.id,
                     expires_at,
                     seq: 0,

@@ -60,7 +60,8 @@ pub trait Storage {
     /// must hand it back through [`Storage::page_in`], and never after a restart.
     fn save_message(&mut self, vhost: &str, queue: &str, record: &MessageRecord);
     fn delete_message(&mut self, vhost: &str, queue: &str, id: u64);
-    /// The message went out to a consumer awaiting an ack: after a restart it is redelivered.
+    /// The message went out (once more) to a consumer awaiting an ack: after a restart it is
+    /// redelivered, and the store counts how many times (`MessageRecord::deliveries`).
     fn mark_delivered(&mut self, vhost: &str, queue: &str, id: u64);
     /// What was stored before this broker started.
     fn load(&mut self) -> Recovered;
@@ -212,7 +213,7 @@ impl Storage for MemoryStorage {
             .get_mut(&key(vhost, queue))
             .and_then(|m| m.get_mut(&id))
         {
-            m.delivered = true;
+            m.deliveries = m.deliveries.saturating_add(1);
         }
     }
     fn load(&mut self) -> Recovered {

@@ -43,8 +43,9 @@ pub struct MessageRecord {
     pub routing_key: ShortStr,
     pub properties: Bytes,
     pub body: Bytes,
-    /// It was delivered (and not acked) at least once: it comes back redelivered.
-    pub delivered: bool,
+    /// Times it was delivered to a consumer that was to ack it: more than 0, it comes back
+    /// redelivered.
+    pub deliveries: u32,
 }
 
 impl MessageRecord {
