@@ -39,9 +39,23 @@ impl SimDisk {
     }
 
     /// The process dies: every file keeps what was synced; the last segment may also keep a
-    /// torn tail (part of a write that was never synced, then zeros or garbage).
+    /// prefix of what was not, and a torn tail (zeros or garbage).
     pub fn crash(&self, rng: &mut Rng) {
         let mut files = self.files();
+        // The file being written may keep a prefix of what was never synced (the page cache
+        // wrote some of it back), cut anywhere, even inside a frame.
+        let keep = files.values().next_back().map_or(0, |f| {
+            let n = f.unsynced.len() as u32;
+            if n > 0 && rng.chance(50) {
+                rng.below(n + 1) as usize
+            } else {
+                0
+            }
+        });
+        if let Some(last) = files.values_mut().next_back() {
+            let kept: Vec<u8> = last.unsynced[..keep].to_vec();
+            last.synced.extend_from_slice(&kept);
+        }
         for file in files.values_mut() {
             file.unsynced.clear();
         }

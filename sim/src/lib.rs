@@ -24,6 +24,7 @@ pub mod model;
 pub mod oracle;
 pub mod program;
 pub mod rng;
+pub mod store_check;
 pub mod world;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

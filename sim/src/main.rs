@@ -12,6 +12,8 @@ const USAGE: &str = "usage:
   warren-sim shrink --seed S [--steps N] [W]
   warren-sim soak   --seconds T [--steps N] [--first S] [--out FILE] [W]
                     (seeds from S, by default 1000000: past any budget CI runs)
+  warren-sim store  [--seeds N] [--first S] [--steps N]
+                    (the disk store alone, crashed between writes and syncs: store_check)
 
 W: --workarounds LIST turns on workarounds for known core bugs (comma-separated names, 'all'
    or 'none'; the default is the set for bugs still open, Workarounds::standard, now none; see
@@ -174,6 +176,37 @@ fn main() {
             if failed > 0 {
                 std::process::exit(1);
             }
+        }
+        "store" => {
+            let start = Instant::now();
+            let first = a.first.unwrap_or(1);
+            let mut total = warren_sim::store_check::Stats::default();
+            for seed in first..first + a.seeds {
+                match warren_sim::store_check::run(seed, a.steps) {
+                    Ok(s) => {
+                        total.crashes += s.crashes;
+                        total.saved += s.saved;
+                        total.recovered += s.recovered;
+                        total.paged_in += s.paged_in;
+                    }
+                    Err(e) => {
+                        println!("FAILED {e}");
+                        std::process::exit(1);
+                    }
+                }
+            }
+            println!(
+                "store seeds {}..{} x {} steps: {} saved, {} crashes, {} recovered, {} paged \
+                 in, in {:.1?}; every synced message came back",
+                first,
+                first + a.seeds,
+                a.steps,
+                total.saved,
+                total.crashes,
+                total.recovered,
+                total.paged_in,
+                start.elapsed()
+            );
         }
         "replay" if a.bytes.is_some() => {
             let path = a.bytes.as_deref().unwrap_or_default();

@@ -99,9 +99,12 @@ pub(crate) fn read<D: Disk>(
                 },
             };
             at = next;
-            if kind != records::MESSAGE {
+            if kind == records::TRANSIENT {
                 continue;
             }
+            let Some((payload, _)) = records::message_parts(kind, payload) else {
+                continue;
+            };
             let Ok(key) = codec::peek_message(payload) else {
                 continue;
             };

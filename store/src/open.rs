@@ -197,11 +197,12 @@ impl Replay {
                     kind,
                     payload,
                     next,
-                } if kind == records::MESSAGE || kind == records::TRANSIENT => {
-                    match codec::peek_message(payload) {
+                } if records::message_parts(kind, payload).is_some() => {
+                    let (message, count) = records::message_parts(kind, payload).expect("checked");
+                    match codec::peek_message(message) {
                         Ok(key) => {
                             self.ledger.current().size += (next - at) as u64;
-                            self.message(kind, key);
+                            self.message(kind, key, count);
                             at = next;
                             continue;
                         }
@@ -261,7 +262,8 @@ impl Replay {
         }
     }
 
-    fn message(&mut self, kind: u8, key: codec::MessageKey<'_>) {
+    /// A message record; `count`: the deliveries it carries (a message written again).
+    fn message(&mut self, kind: u8, key: codec::MessageKey<'_>, count: u32) {
         self.report.records += 1;
         self.max_id = self.max_id.max(key.id);
         let (v, q, id) = (key.vhost, key.queue, key.id);
@@ -277,6 +279,9 @@ impl Replay {
                 .entry((v.to_owned(), q.to_owned()))
                 .or_default();
             *max = (*max).max(id);
+        }
+        if count > 0 {
+            self.delivered.insert(id, count);
         }
         self.ledger.on_message(v, q, id);
     }
@@ -294,9 +299,6 @@ impl Replay {
             Record::Delivered(_, _, id) => {
                 let n = self.delivered.entry(*id).or_default();
                 *n = n.saturating_add(1);
-            }
-            Record::Deliveries(_, _, id, n) => {
-                self.delivered.insert(*id, *n);
             }
             Record::QueueDeleted(v, q) => {
                 self.ledger.on_queue_deleted(v, q);

@@ -173,9 +173,7 @@ impl Pager {
                     at = next;
                     continue;
                 }
-                let kind = body[0];
-                if kind == records::MESSAGE || kind == records::TRANSIENT {
-                    let payload = &body[1..];
+                if let Some((payload, _)) = records::message_parts(body[0], &body[1..]) {
                     if let Ok(codec::MessageKey {
                         vhost: v,
                         queue: q,

@@ -19,8 +19,24 @@ pub const DELIVERED: u8 = 9;
 /// A transient message a queue paged out of memory: read back while the broker runs, never
 /// recovered.
 pub const TRANSIENT: u8 = 10;
-/// A message's delivery count, written with the message when it is written again.
-pub const DELIVERIES: u8 = 11;
+/// A message written with its delivery count (a delivered message written again): the
+/// message payload, then the count as u32. One frame, so a crash keeps both or neither; the
+/// count in a record of its own could survive apart from the copy and go with an old segment.
+pub const COUNTED: u8 = 11;
+
+/// The message payload and delivery count of a message frame (`MESSAGE`, `TRANSIENT` or
+/// `COUNTED`), or None for another kind.
+pub fn message_parts(kind: u8, payload: &[u8]) -> Option<(&[u8], u32)> {
+    match kind {
+        MESSAGE | TRANSIENT => Some((payload, 0)),
+        COUNTED => {
+            let at = payload.len().checked_sub(4)?;
+            let count = u32::from_le_bytes(payload[at..].try_into().ok()?);
+            Some((&payload[..at], count))
+        }
+        _ => None,
+    }
+}
 
 /// One record read back, other than a message (replay reads those with
 /// `codec::peek_message`, so that recovering a long queue copies none of its bodies).
@@ -34,8 +50,6 @@ pub enum Record {
     Acked(ShortStr, ShortStr, u64),
     /// One more delivery.
     Delivered(ShortStr, ShortStr, u64),
-    /// The deliveries so far (vhost, queue, id, count).
-    Deliveries(ShortStr, ShortStr, u64, u32),
 }
 
 impl Record {
@@ -70,10 +84,7 @@ impl Record {
                 let (v, q, id) = codec::decode_delivered(payload)?;
                 Record::Delivered(v, q, id)
             }
-            DELIVERIES => {
-                let (v, q, id, n) = codec::decode_deliveries(payload)?;
-                Record::Deliveries(v, q, id, n)
-            }
+
             _ => return Err(BadRecord),
         })
     }
@@ -81,9 +92,7 @@ impl Record {
     /// The message id the record mentions, if any.
     pub fn message_id(&self) -> Option<u64> {
         match self {
-            Record::Acked(_, _, id)
-            | Record::Delivered(_, _, id)
-            | Record::Deliveries(_, _, id, _) => Some(*id),
+            Record::Acked(_, _, id) | Record::Delivered(_, _, id) => Some(*id),
             _ => None,
         }
     }
@@ -104,11 +113,6 @@ impl Record {
             Record::BindingDeleted(v, r) => to.delete_binding(v, r),
             Record::Acked(v, q, id) => to.delete_message(v, q, *id),
             Record::Delivered(v, q, id) => to.mark_delivered(v, q, *id),
-            Record::Deliveries(v, q, id, n) => {
-                for _ in 0..*n {
-                    to.mark_delivered(v, q, *id);
-                }
-            }
         }
     }
 }
@@ -139,15 +143,20 @@ pub fn binding_deleted(out: &mut Vec<u8>, vhost: &str, r: &BindingRecord) {
     frame::append(out, BINDING_DELETED, |o| codec::encode_binding(o, vhost, r));
 }
 
-/// A message record: [`MESSAGE`], or [`TRANSIENT`] for a message that must not outlive the
-/// process (stored only because its queue paged it out).
+/// A message record: [`MESSAGE`], [`COUNTED`] for one already delivered, or [`TRANSIENT`] for
+/// a message that must not outlive the process (stored only because its queue paged it out).
 pub fn message(out: &mut Vec<u8>, vhost: &str, queue: &str, r: &MessageRecord) {
-    let kind = if r.is_persistent() {
-        MESSAGE
-    } else {
-        TRANSIENT
+    let kind = match (r.is_persistent(), r.deliveries) {
+        (false, _) => TRANSIENT,
+        (true, 0) => MESSAGE,
+        (true, _) => COUNTED,
     };
-    frame::append(out, kind, |o| codec::encode_message(o, vhost, queue, r));
+    frame::append(out, kind, |o| {
+        codec::encode_message(o, vhost, queue, r);
+        if kind == COUNTED {
+            o.extend_from_slice(&r.deliveries.to_le_bytes());
+        }
+    });
 }
 
 pub fn acked(out: &mut Vec<u8>, vhost: &str, queue: &str, id: u64) {
@@ -157,11 +166,5 @@ pub fn acked(out: &mut Vec<u8>, vhost: &str, queue: &str, id: u64) {
 pub fn delivered(out: &mut Vec<u8>, vhost: &str, queue: &str, id: u64) {
     frame::append(out, DELIVERED, |o| {
         codec::encode_delivered(o, vhost, queue, id)
-    });
-}
-
-pub fn deliveries(out: &mut Vec<u8>, vhost: &str, queue: &str, id: u64, count: u32) {
-    frame::append(out, DELIVERIES, |o| {
-        codec::encode_deliveries(o, vhost, queue, id, count)
     });
 }

@@ -132,15 +132,8 @@ impl Storage for DiskStorage {
     }
     fn save_message(&mut self, vhost: &str, queue: &str, record: &MessageRecord) {
         self.ledger.on_message(vhost, queue, record.id);
+        // A message written again after deliveries carries its count in the same frame.
         self.record(false, |o| records::message(o, vhost, queue, record));
-        // The record format keeps the flag apart from the body: a message written again
-        // after a delivery carries its marker along.
-        if record.deliveries > 0 {
-            let n = record.deliveries;
-            self.record(false, |o| {
-                records::deliveries(o, vhost, queue, record.id, n)
-            });
-        }
     }
     fn delete_message(&mut self, vhost: &str, queue: &str, id: u64) {
         self.ledger.on_ack(vhost, queue, id);

@@ -224,22 +224,6 @@ pub fn decode_delivered(bytes: &[u8]) -> Result<(ShortStr, ShortStr, u64), BadRe
     Ok(marker)
 }
 
-/// A delivery count: (vhost, queue, message id, deliveries), what a store writes with a
-/// message it writes again, so the count survives the old record.
-pub fn encode_deliveries(out: &mut Vec<u8>, vhost: &str, queue: &str, id: u64, count: u32) {
-    encode_delivered(out, vhost, queue, id);
-    out.extend_from_slice(&count.to_le_bytes());
-}
-
-pub fn decode_deliveries(bytes: &[u8]) -> Result<(ShortStr, ShortStr, u64, u32), BadRecord> {
-    let mut r = Reader::new(bytes);
-    r.version()?;
-    let (vhost, queue, id) = (r.str()?, r.str()?, r.u64()?);
-    let count = u32::from_le_bytes(r.take(4)?.try_into().map_err(|_| BadRecord)?);
-    r.end()?;
-    Ok((vhost, queue, id, count))
-}
-
 /// Appends a `str`: u16 length, then the bytes (cut at 65535; names are at most 255).
 pub fn put_str(out: &mut Vec<u8>, s: &str) {
     let len = s.len().min(usize::from(u16::MAX));
