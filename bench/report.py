@@ -187,6 +187,43 @@ def target_line(name, reached, detail):
     return f"| {name} | {mark} | {detail} |"
 
 
+def recovery_table(results, add):
+    """Section 8: a durable queue of persistent messages, the broker killed with SIGKILL and
+    started again on its data."""
+    sizes = sorted({int(f.split("-")[2].split(".")[0]) for f in os.listdir(results)
+                    if f.split("-")[1:2] == ["recovery"] and f.count("-") == 2
+                    and f.endswith(".json")})
+    if not sizes:
+        return
+    add("### 8. Restart after kill -9 with a durable backlog")
+    add("")
+    add("| queued persistent 16 B messages | | Warren | RabbitMQ | Warren/RabbitMQ |")
+    add("|---|---|---:|---:|---:|")
+    for n in sizes:
+        w = load(results, f"warren-recovery-{n}")
+        r = load(results, f"rabbitmq-recovery-{n}")
+        rows = [
+            ("published with confirms in", get(w, "backlog", "setup_secs"),
+             get(r, "backlog", "setup_secs"), lambda v: f"{v:.1f} s"),
+            ("RSS per message, queued", get(w, "backlog", "bytes_per_item"),
+             get(r, "backlog", "bytes_per_item"), lambda v: f"{v:.1f} B"),
+            ("ready again after kill -9 in", get(w, "recovery_secs"),
+             get(r, "recovery_secs"), lambda v: f"{v:.1f} s"),
+            ("RSS after the restart", get(w, "rss_after"), get(r, "rss_after"), fmt_bytes),
+            ("peak RSS during the restart", get(w, "rss_peak"), get(r, "rss_peak"), fmt_bytes),
+        ]
+        for label, wv, rv, f in rows:
+            add(f"| {n:,} | {label} | {'–' if wv is None else f(wv)} | "
+                f"{'–' if rv is None else f(rv)} | {fmt_ratio(ratio(wv, rv), True)} |")
+    add("")
+    add("The backlog is published with confirms (10,000 outstanding) to one durable queue "
+        "with no consumer; the broker is then killed with SIGKILL and started on its data "
+        "directory; \"ready\" is when it accepts connections again (both brokers recover "
+        "their queues before they listen). RabbitMQ runs 1 M only unless "
+        "`BENCH_RECOVERY_RABBITMQ` lists more: 10 M takes it many minutes.")
+    add("")
+
+
 def main():
     results, md_path, svg_path = sys.argv[1], sys.argv[2], sys.argv[3]
     machine = load(results, "machine") or {}
@@ -368,6 +405,7 @@ def main():
         "outstanding) to an exclusive queue with no consumer. RSS is read 2 s after the last "
         "one is in place.")
     add("")
+    recovery_table(results, add)
 
     # ------------------------------------------------------------------ tool
     add("## The load tool")

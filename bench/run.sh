@@ -105,6 +105,12 @@ distribution.listener.interface = 127.0.0.1
 EOF
   echo '[].' >"$RABBIT_DIR/enabled_plugins"
   chown -R rabbitmq:rabbitmq "$RABBIT_DIR"
+  launch_dedicated_rabbit
+}
+
+# Starts the dedicated node on the data it has (after a kill -9: a recovery) and sets RABBIT_PID.
+launch_dedicated_rabbit() {
+  rm -f "$RABBIT_DIR/pid"
   su rabbitmq -s /bin/sh -c "ulimit -n 16384; cd /var/lib/rabbitmq; \
     export HOME=/var/lib/rabbitmq RABBITMQ_NODENAME=$RABBIT_NODE RABBITMQ_NODE_PORT=$RABBIT_PORT \
       RABBITMQ_DIST_PORT=25701 RABBITMQ_CONFIG_FILE=$RABBIT_DIR/rabbitmq.conf \
@@ -141,6 +147,10 @@ WARREN_PID=
 start_warren() {
   stop_warren
   rm -rf "$RESULTS/warren-data"
+  launch_warren
+}
+# Starts Warren on the data directory it has (after a kill -9: a recovery).
+launch_warren() {
   "$WARREN_BIN" server --amqp "127.0.0.1:$WARREN_PORT" --data-dir "$RESULTS/warren-data" >"$RESULTS/warren.log" 2>&1 &
   WARREN_PID=$!
   for _ in $(seq 1 100); do
@@ -201,6 +211,40 @@ run_memory() { # broker uri pid-getter
   done
 }
 
+# Recovery: a durable queue of N persistent 16 B messages (published with confirms), the broker
+# killed with SIGKILL and started again on its data; seconds until it accepts connections again
+# (both recover queues before they listen), and its resident memory then and at its peak.
+# RabbitMQ takes minutes to queue 10 M persistent messages (and pages them under its memory
+# alarm): it runs 1 M unless BENCH_RECOVERY_RABBITMQ says otherwise.
+RECOVERY_WARREN=(${BENCH_RECOVERY:-1000000 10000000})
+RECOVERY_RABBITMQ=(${BENCH_RECOVERY_RABBITMQ:-1000000})
+run_recovery() { # broker sizes...
+  local broker=$1 n pid t0 t1 uri
+  shift
+  for n in "$@"; do
+    if [ "$broker" = warren ]; then start_warren; pid=$WARREN_PID; uri=$WARREN_URI
+    else start_dedicated_rabbit; pid=$RABBIT_PID; uri=$RABBIT_URI; fi
+    step "$broker recovery of $n messages"
+    timeout 1800 "$PERF_TOOL" backlog --messages "$n" --size 16 --persistent --keep \
+      --queue bench-recovery --uri "$uri" --pid "$pid" --json >"$RESULTS/$broker-recovery-$n-backlog.json" ||
+      echo "{}" >"$RESULTS/$broker-recovery-$n-backlog.json"
+    kill -9 "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    t0=$(date +%s.%N)
+    if [ "$broker" = warren ]; then WARREN_PID=; launch_warren; pid=$WARREN_PID
+    else launch_dedicated_rabbit; pid=$RABBIT_PID; fi
+    t1=$(date +%s.%N)
+    cat >"$RESULTS/$broker-recovery-$n.json" <<EOF
+{"scenario": "recovery", "messages": $n, "recovery_secs": $(awk "BEGIN { print $t1 - $t0 }"),
+ "rss_after": $(awk '/VmRSS/ { print $2 * 1024 }' "/proc/$pid/status"),
+ "rss_peak": $(awk '/VmHWM/ { print $2 * 1024 }' "/proc/$pid/status"),
+ "backlog": $(cat "$RESULTS/$broker-recovery-$n-backlog.json")}
+EOF
+    cat "$RESULTS/$broker-recovery-$n.json" >&2
+    if [ "$broker" = warren ]; then stop_warren; else stop_dedicated_rabbit; fi
+  done
+}
+
 run_throughput() {
   local broker=$1 uri=$2 pid=$3 name args
   for entry in "${THROUGHPUT[@]}"; do
@@ -222,6 +266,10 @@ started=$(date +%s)
 
 run_memory warren "$WARREN_URI"
 run_memory rabbitmq "$RABBIT_URI"
+if [ "${BENCH_RECOVERY_RUN:-1}" = 1 ]; then
+  run_recovery warren "${RECOVERY_WARREN[@]}"
+  if [ "$RABBIT_MODE" != system ]; then run_recovery rabbitmq "${RECOVERY_RABBITMQ[@]}"; fi
+fi
 
 start_warren
 run_throughput warren "$WARREN_URI" "$WARREN_PID"
