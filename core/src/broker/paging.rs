@@ -15,9 +15,9 @@
 //! from the paged part when it runs low, and straight from the tail when nothing is paged, so
 //! consumers that keep up never wait for a read.
 //!
-//! Queues that are not durable, exclusive ones included, page too: what they write no restart
-//! brings back (recovery keeps messages only of the durable queues it has definitions of), so
-//! a deep transient queue costs disk, not memory, as in RabbitMQ's classic queues.
+//! Only durable queues page: a queue that is not durable keeps its messages in memory, so the
+//! fastest path (transient messages through a transient queue whose consumer lags for a
+//! moment) never writes. (Paging those under the memory alarm is still to do.)
 //!
 //! Only queues whose order is by arrival page: not priority queues, not queues with a
 //! message TTL (every message would need its expiry kept). A paged message with its own
@@ -26,6 +26,7 @@
 //!
 //! [`Storage::page_in`]: crate::storage::Storage::page_in
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
@@ -51,10 +52,10 @@ impl Default for Window {
     }
 }
 
-/// The part of a paging queue that is not its head. See the module docs.
-#[derive(Debug)]
+/// The part of a paging queue that is not its head (see the module docs); a queue has one
+/// only while it holds messages outside its head, so an idle queue pays a pointer for it.
+#[derive(Debug, Default)]
 pub(super) struct Paging {
-    window: Window,
     /// Messages in the store only.
     paged: u64,
     paged_bytes: u64,
@@ -68,26 +69,9 @@ pub(super) struct Paging {
     /// When recovery left messages in the store (broker time): a TTL of their own restarts
     /// then, as for those recovered into memory.
     recovered_at: u64,
-    /// It has written messages to the store (a queue that is not durable must then tell the
-    /// store when it goes).
-    wrote: bool,
 }
 
 impl Paging {
-    pub(super) fn new(window: Window) -> Paging {
-        Paging {
-            window,
-            paged: 0,
-            paged_bytes: 0,
-            after_id: 0,
-            tail: VecDeque::new(),
-            tail_bytes: 0,
-            expiring: VecDeque::new(),
-            recovered_at: 0,
-            wrote: false,
-        }
-    }
-
     /// Messages not in the head.
     pub(super) fn len(&self) -> u64 {
         self.paged + self.tail.len() as u64
@@ -129,35 +113,48 @@ impl Queue {
     /// Lets this queue leave messages beyond `window` to the store, if it is a queue that can
     /// (see the module docs).
     pub(crate) fn enable_paging(&mut self, window: Window) {
-        if pages(&self.arguments) {
-            self.paging = Some(Paging::new(window));
+        if self.durable && self.exclusive_owner.is_none() && pages(&self.arguments) {
+            self.window = Some(window);
         }
     }
 
     /// Whether the store holds (or held) messages of this queue.
     pub(crate) fn wrote_to_store(&self) -> bool {
-        (self.durable && self.exclusive_owner.is_none())
-            || self.paging.as_ref().is_some_and(|p| p.wrote)
+        (self.durable && self.exclusive_owner.is_none()) || self.wrote_to_store
+    }
+
+    /// Gives back the outside part once it holds nothing.
+    fn release_if_empty(&mut self) {
+        if self
+            .paging
+            .as_ref()
+            .is_some_and(|p| p.len() == 0 && p.expiring.is_empty())
+        {
+            self.paging = None;
+        }
     }
 
     /// Recovery left `count` messages (`bytes` of bodies, ids above `after_id`) in the store,
     /// behind the head it recovered.
     pub(crate) fn restore_paged(&mut self, count: u64, bytes: u64, after_id: u64, now_ms: u64) {
-        if let Some(p) = self.paging.as_mut() {
-            p.recovered_at = now_ms;
-            p.paged = count;
-            p.paged_bytes = bytes;
-            p.after_id = after_id;
+        if self.window.is_some() && count > 0 {
+            self.paging = Some(Box::new(Paging {
+                paged: count,
+                paged_bytes: bytes,
+                after_id,
+                recovered_at: now_ms,
+                ..Paging::default()
+            }));
         }
     }
 
     /// Whether the next message appended goes to the store rather than the head: the queue
     /// pages and is past its window (or already has messages outside the head).
     pub(crate) fn pages_next(&self) -> bool {
-        self.paging.as_ref().is_some_and(|p| {
-            p.len() > 0
-                || self.ready_in_memory() >= p.window.messages
-                || self.ready_bytes_in_memory() >= p.window.bytes
+        self.window.is_some_and(|w| {
+            self.has_outside_head()
+                || self.ready_in_memory() >= w.messages
+                || self.ready_bytes_in_memory() >= w.bytes
         })
     }
 
@@ -169,8 +166,8 @@ impl Queue {
     /// Appends a message already written to the store (`write_seq`: the store's write
     /// sequence after it) behind everything the queue holds.
     pub(crate) fn push_paged(&mut self, m: QueuedMessage, write_seq: u64) {
-        let p = self.paging.as_mut().expect("pages_next said so");
-        p.wrote = true;
+        self.wrote_to_store = true;
+        let p = self.paging.get_or_insert_with(Box::default);
         p.tail_bytes += m.message.body().len() as u64;
         p.tail.push_back((m, write_seq));
     }
@@ -193,23 +190,29 @@ impl Queue {
                 p.expiring.push_back((m.store_id, m.expires_at));
             }
         }
+        self.release_if_empty();
     }
 
     /// Fills the head when it is below half its window: from the store while messages are
     /// paged, else from the tail. `out` is scratch for what the store returns.
     pub(crate) fn refill(&mut self, storage: &mut dyn Storage, out: &mut Vec<MessageRecord>) {
-        let Some(p) = self.paging.as_ref() else {
+        let (Some(window), Some(p)) = (self.window, self.paging.as_ref()) else {
             return;
         };
         let (have, have_bytes) = (self.ready_in_memory(), self.ready_bytes_in_memory());
-        if have >= p.window.messages / 2 || have_bytes >= p.window.bytes / 2 {
+        if have >= window.messages / 2 || have_bytes >= window.bytes / 2 {
             return;
         }
         if p.paged == 0 {
             self.fill_from_tail();
+            self.release_if_empty();
             return;
         }
-        let want = (p.window.messages - have).max(1).min(p.paged as usize);
+        let want = window
+            .messages
+            .saturating_sub(have)
+            .max(1)
+            .min(p.paged as usize);
         out.clear();
         storage.page_in(&self.vhost, &self.name, p.after_id, want, out);
         let p = self.paging.as_mut().expect("checked");
@@ -220,6 +223,7 @@ impl Queue {
             p.paged_bytes = 0;
             p.expiring.clear();
             self.fill_from_tail();
+            self.release_if_empty();
             return;
         }
         let mut back = Vec::with_capacity(out.len());
@@ -237,19 +241,20 @@ impl Queue {
         for m in back {
             self.push_back(m);
         }
+        self.release_if_empty();
     }
 
     /// Moves tail messages into the head while nothing is paged and the head has room.
     fn fill_from_tail(&mut self) {
         loop {
             let room = {
-                let Some(p) = self.paging.as_ref() else {
+                let (Some(window), Some(p)) = (self.window, self.paging.as_ref()) else {
                     return;
                 };
                 p.paged == 0
                     && !p.tail.is_empty()
-                    && self.ready_in_memory() < p.window.messages
-                    && self.ready_bytes_in_memory() < p.window.bytes
+                    && self.ready_in_memory() < window.messages
+                    && self.ready_bytes_in_memory() < window.bytes
             };
             if !room {
                 return;
@@ -257,7 +262,7 @@ impl Queue {
             let m = self
                 .paging
                 .as_mut()
-                .and_then(Paging::pop_tail)
+                .and_then(|p| p.pop_tail())
                 .expect("checked");
             self.push_back(m);
         }
@@ -278,14 +283,15 @@ impl Queue {
     /// Removes every message outside the head (a purge), telling the store of each stored
     /// one. Returns how many there were.
     pub(crate) fn drain_outside_head(&mut self, storage: &mut dyn Storage) -> u64 {
-        let Some(p) = self.paging.as_mut() else {
+        let Some(mut p) = self.paging.take() else {
             return 0;
         };
+        let batch = self.window.map_or(1, |w| w.messages).max(1);
         let mut n = 0;
         let mut out = Vec::new();
         while p.paged > 0 {
             out.clear();
-            let want = p.window.messages.max(1).min(p.paged as usize);
+            let want = batch.min(p.paged as usize);
             storage.page_in(&self.vhost, &self.name, p.after_id, want, &mut out);
             if out.is_empty() {
                 break;

@@ -155,8 +155,13 @@ pub struct Queue {
     pub has_message_expiry: bool,
     /// Sequence number for the next message appended.
     next_seq: u64,
-    /// What lies beyond the head when the queue pages (see `paging.rs`).
-    pub(super) paging: Option<Paging>,
+    /// How much of the queue stays in memory, when it pages (see `paging.rs`).
+    pub(super) window: Option<super::paging::Window>,
+    /// What lies beyond the head, while anything does.
+    pub(super) paging: Option<alloc::boxed::Box<Paging>>,
+    /// It has written messages to the store for paging (a queue that is not durable must
+    /// then tell the store when it goes).
+    pub(super) wrote_to_store: bool,
 }
 
 impl Queue {
@@ -198,7 +203,9 @@ impl Queue {
             last_used_ms: now_ms,
             has_message_expiry: false,
             next_seq: 0,
+            window: None,
             paging: None,
+            wrote_to_store: false,
         }
     }
 
