@@ -118,11 +118,6 @@ impl Queue {
         }
     }
 
-    /// Whether the store holds (or held) messages of this queue.
-    pub(crate) fn wrote_to_store(&self) -> bool {
-        (self.durable && self.exclusive_owner.is_none()) || self.wrote_to_store
-    }
-
     /// Gives back the outside part once it holds nothing.
     fn release_if_empty(&mut self) {
         if self
@@ -166,7 +161,6 @@ impl Queue {
     /// Appends a message already written to the store (`write_seq`: the store's write
     /// sequence after it) behind everything the queue holds.
     pub(crate) fn push_paged(&mut self, m: QueuedMessage, write_seq: u64) {
-        self.wrote_to_store = true;
         let p = self.paging.get_or_insert_with(Box::default);
         p.tail_bytes += m.message.body().len() as u64;
         p.tail.push_back((m, write_seq));

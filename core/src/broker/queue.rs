@@ -159,9 +159,6 @@ pub struct Queue {
     pub(super) window: Option<super::paging::Window>,
     /// What lies beyond the head, while anything does.
     pub(super) paging: Option<alloc::boxed::Box<Paging>>,
-    /// It has written messages to the store for paging (a queue that is not durable must
-    /// then tell the store when it goes).
-    pub(super) wrote_to_store: bool,
 }
 
 impl Queue {
@@ -205,7 +202,6 @@ impl Queue {
             next_seq: 0,
             window: None,
             paging: None,
-            wrote_to_store: false,
         }
     }
 
