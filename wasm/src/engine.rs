@@ -74,10 +74,14 @@ impl Engine {
         } else {
             (Box::new(NoStorage), None)
         };
-        let broker = Broker::new(BrokerConfig {
-            seed: config.seed,
-            ..BrokerConfig::default()
-        }, Box::new(users), storage);
+        let broker = Broker::new(
+            BrokerConfig {
+                seed: config.seed,
+                ..BrokerConfig::default()
+            },
+            Box::new(users),
+            storage,
+        );
         Engine {
             pump: Pump::new(broker, config.connection),
             journal,
