@@ -765,7 +765,7 @@ impl Broker {
                 );
             }
         }
-        if q.durable && q.exclusive_owner.is_none() {
+        if q.stored_anything() {
             self.storage.delete_queue(&q.vhost, &q.name);
         }
         q.message_count()
