@@ -308,36 +308,3 @@ fn queues_that_are_not_durable_keep_their_messages_in_memory() {
     assert_eq!(w.storage.message_count(), 0, "nothing was written for them");
     assert_eq!(get_all(&mut w, c, "tq"), numbered(20));
 }
-
-/// Under the memory alarm a queue that is not durable pages too: what its head holds beyond
-/// the window goes to the store (RabbitMQ pages transient messages under memory pressure
-/// rather than keep its publishers blocked), order and counts unchanged; nothing of it is
-/// recovered, and deleting the queue forgets it in the store.
-#[test]
-fn under_the_memory_alarm_queues_that_are_not_durable_spill_past_their_window() {
-    let mut w = paging_world(SharedStorage::paging());
-    let c = w.connect_channel();
-    w.client(c).declare_queue(1, "tq");
-    for body in numbered(30) {
-        w.client(c)
-            .publish(1, "", "tq", &transient(), body.as_bytes());
-    }
-    assert_eq!(in_memory(&w, "tq"), 30);
-    w.set_resource_alarm(Some("low on memory"));
-    w.client(c).flush();
-    assert_eq!(in_memory(&w, "tq"), WINDOW, "spilled past the window");
-    assert_eq!(count(&w, "tq"), 30);
-    assert_eq!(w.storage.message_count(), 30 - WINDOW);
-    // Nothing of it comes back after a restart.
-    let after = paging_world(SharedStorage::new(w.storage.snapshot()));
-    assert!(after.broker().queue("/", "tq").is_none());
-    w.set_resource_alarm(None);
-    assert_eq!(get_all(&mut w, c, "tq"), numbered(30), "in order");
-    for body in numbered(10) {
-        w.client(c)
-            .publish(1, "", "tq", &transient(), body.as_bytes());
-    }
-    assert_eq!(in_memory(&w, "tq"), 10, "the alarm is over: memory again");
-    w.client(c).delete_queue(1, "tq");
-    assert_eq!(w.storage.message_count(), 0, "the store forgot it");
-}

@@ -17,8 +17,7 @@ pub const MESSAGE: u8 = 7;
 pub const ACKED: u8 = 8;
 pub const DELIVERED: u8 = 9;
 /// A transient message a queue paged out of memory: read back while the broker runs, never
-/// recovered. The message payload, then its delivery count as u32 (a requeued message keeps
-/// its redelivered flag while paged).
+/// recovered.
 pub const TRANSIENT: u8 = 10;
 /// A message written with its delivery count (a delivered message written again): the
 /// message payload, then the count as u32. One frame, so a crash keeps both or neither; the
@@ -29,8 +28,8 @@ pub const COUNTED: u8 = 11;
 /// `COUNTED`), or None for another kind.
 pub fn message_parts(kind: u8, payload: &[u8]) -> Option<(&[u8], u32)> {
     match kind {
-        MESSAGE => Some((payload, 0)),
-        TRANSIENT | COUNTED => {
+        MESSAGE | TRANSIENT => Some((payload, 0)),
+        COUNTED => {
             let at = payload.len().checked_sub(4)?;
             let count = u32::from_le_bytes(payload[at..].try_into().ok()?);
             Some((&payload[..at], count))
@@ -154,7 +153,7 @@ pub fn message(out: &mut Vec<u8>, vhost: &str, queue: &str, r: &MessageRecord) {
     };
     frame::append(out, kind, |o| {
         codec::encode_message(o, vhost, queue, r);
-        if kind != MESSAGE {
+        if kind == COUNTED {
             o.extend_from_slice(&r.deliveries.to_le_bytes());
         }
     });

@@ -765,7 +765,7 @@ impl Broker {
                 );
             }
         }
-        if q.stored_anything() {
+        if q.durable && q.exclusive_owner.is_none() {
             self.storage.delete_queue(&q.vhost, &q.name);
         }
         q.message_count()

@@ -136,8 +136,6 @@ pub struct Broker {
     paging: alloc::collections::BTreeSet<QueueId>,
     /// Reused for what the store reads back.
     page_scratch: Vec<crate::storage::MessageRecord>,
-    /// The alarm is (also) about memory: queues that are not durable page too.
-    memory_alarm: bool,
 }
 
 mod names;
@@ -173,7 +171,6 @@ impl Broker {
             queue_window,
             paging: Default::default(),
             page_scratch: Vec::new(),
-            memory_alarm: false,
         };
         broker.add_vhost("/");
         broker.recover();
@@ -261,11 +258,6 @@ impl Broker {
             return;
         }
         self.alarm = reason.clone();
-        let memory = reason.as_deref().is_some_and(|r| r.contains("memory"));
-        if memory && !self.memory_alarm && self.queue_window.is_some() {
-            self.spill_queues();
-        }
-        self.memory_alarm = memory;
         let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
         conns.sort();
         for conn in conns {

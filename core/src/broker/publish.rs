@@ -272,7 +272,7 @@ impl Broker {
         }
         // A queue past its window writes every message to the store, transient ones too
         // (see `paging.rs`).
-        let paged = q.pages_next(self.memory_alarm);
+        let paged = q.pages_next();
         let store_id =
             if paged || (message.is_persistent() && q.durable && q.exclusive_owner.is_none()) {
                 self.next_store_id += 1;

@@ -159,9 +159,6 @@ pub struct Queue {
     pub(super) window: Option<super::paging::Window>,
     /// What lies beyond the head, while anything does.
     pub(super) paging: Option<alloc::boxed::Box<Paging>>,
-    /// It has written messages to the store though it is not a durable queue (spilled under
-    /// the memory alarm): the store must hear when it goes.
-    pub(super) spilled: bool,
 }
 
 impl Queue {
@@ -205,7 +202,6 @@ impl Queue {
             next_seq: 0,
             window: None,
             paging: None,
-            spilled: false,
         }
     }
 
@@ -303,15 +299,6 @@ impl Queue {
     /// are the store's: they are read back by id order, so they are never written again.)
     pub fn ready_messages(&self) -> impl Iterator<Item = &QueuedMessage> {
         self.ready.iter()
-    }
-
-    /// Removes the head's messages beyond a window (see `Ready::split_off_after`), in order.
-    pub(super) fn split_head_after(
-        &mut self,
-        keep_messages: usize,
-        keep_bytes: u64,
-    ) -> alloc::collections::VecDeque<QueuedMessage> {
-        self.ready.split_off_after(keep_messages, keep_bytes)
     }
 
     /// Removes every ready message of the head (see `Queue::drain_outside_head` for the rest).
