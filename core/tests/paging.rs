@@ -67,6 +67,21 @@ fn numbered(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("m{i}")).collect()
 }
 
+/// A world whose store syncs only when the test says, with durable queue `q` declared (and
+/// synced) and `n` numbered persistent messages published, not yet synced.
+fn deferred_filled(n: usize) -> (World, Cid) {
+    let mut w = paging_world(SharedStorage::deferred_paging());
+    let c = w.connect_channel();
+    w.client(c).queue_declare(1, durable("q"));
+    w.sync_storage();
+    w.client(c).flush();
+    for body in numbered(n) {
+        w.client(c)
+            .publish(1, "", "q", &persistent(), body.as_bytes());
+    }
+    (w, c)
+}
+
 /// A paging world with durable queue `q` holding `n` numbered messages published with `props`.
 fn filled(n: usize, props: &warren_core::codec::BasicProperties) -> (World, Cid) {
     let mut w = paging_world(SharedStorage::paging());
@@ -208,15 +223,7 @@ fn requeued_messages_go_back_before_the_paged_ones() {
 
 #[test]
 fn the_tail_stays_in_memory_until_the_store_is_synced() {
-    let mut w = paging_world(SharedStorage::deferred_paging());
-    let c = w.connect_channel();
-    w.client(c).queue_declare(1, durable("q"));
-    w.sync_storage();
-    w.client(c).flush();
-    for body in numbered(10) {
-        w.client(c)
-            .publish(1, "", "q", &persistent(), body.as_bytes());
-    }
+    let (mut w, c) = deferred_filled(10);
     assert_eq!(
         in_memory(&w, "q"),
         WINDOW,
@@ -237,15 +244,7 @@ fn the_tail_stays_in_memory_until_the_store_is_synced() {
 
 #[test]
 fn after_the_sync_the_tail_leaves_memory() {
-    let mut w = paging_world(SharedStorage::deferred_paging());
-    let c = w.connect_channel();
-    w.client(c).queue_declare(1, durable("q"));
-    w.sync_storage();
-    w.client(c).flush();
-    for body in numbered(10) {
-        w.client(c)
-            .publish(1, "", "q", &persistent(), body.as_bytes());
-    }
+    let (mut w, c) = deferred_filled(10);
     w.sync_storage();
     w.client(c).flush();
     assert_eq!(in_memory(&w, "q"), WINDOW);
