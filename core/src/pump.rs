@@ -203,6 +203,13 @@ impl<O: Observer> Pump<O> {
         self.pump();
     }
 
+    /// Memory runs short, or no longer does (see [`Broker::set_memory_pressure`]).
+    pub fn set_memory_pressure(&mut self, on: bool, now_ms: u64) {
+        self.tick(now_ms);
+        self.broker.set_memory_pressure(on);
+        self.pump();
+    }
+
     /// The broker's store is durable up to write `seq`: answers that waited for it go out
     /// (see [`Broker::storage_synced`]).
     pub fn storage_synced(&mut self, seq: u64, now_ms: u64) {

@@ -307,3 +307,55 @@ fn queues_that_are_not_durable_keep_their_messages_in_memory() {
     assert_eq!(w.storage.message_count(), 0, "nothing was written for them");
     assert_eq!(get_all(&mut w, c, "tq"), numbered(20));
 }
+
+/// Under memory pressure (RabbitMQ's paging ratio, below the alarm) a queue that is not
+/// durable pages too: what its head holds beyond the window goes to the store, as RabbitMQ
+/// pages transient messages rather than keep its publishers blocked, order and counts
+/// unchanged. Nothing of it is recovered, persistent messages included, not even into a
+/// durable queue declared later under the same name; deleting the queue forgets it in the
+/// store.
+#[test]
+fn under_memory_pressure_queues_that_are_not_durable_spill_past_their_window() {
+    let mut w = paging_world(SharedStorage::paging());
+    let c = w.connect_channel();
+    w.client(c).declare_queue(1, "tq");
+    let publish_mixed = |w: &mut World, n: usize| {
+        for (i, body) in numbered(n).into_iter().enumerate() {
+            let props = if i % 2 == 0 {
+                persistent()
+            } else {
+                transient()
+            };
+            w.client(c).publish(1, "", "tq", &props, body.as_bytes());
+        }
+    };
+    publish_mixed(&mut w, 30);
+    assert_eq!(in_memory(&w, "tq"), 30);
+    w.set_memory_pressure(true);
+    w.client(c).flush();
+    assert_eq!(in_memory(&w, "tq"), WINDOW, "spilled past the window");
+    assert_eq!(count(&w, "tq"), 30);
+    assert_eq!(w.storage.message_count(), 30 - WINDOW);
+    // Nothing of it comes back after a restart, even into a durable queue of the same name.
+    let mut after = paging_world(SharedStorage::new(w.storage.snapshot()));
+    assert!(after.broker().queue("/", "tq").is_none());
+    let a = after.connect_channel();
+    after.client(a).queue_declare(1, durable("tq"));
+    let again = paging_world(SharedStorage::new(after.storage.snapshot()));
+    assert_eq!(count(&again, "tq"), 0, "a new durable queue starts empty");
+    // New messages past the window follow the spilled ones while the pressure lasts.
+    publish_mixed(&mut w, 6);
+    assert_eq!(in_memory(&w, "tq"), WINDOW);
+    w.set_memory_pressure(false);
+    let mut expected = numbered(30);
+    expected.extend(numbered(6));
+    assert_eq!(get_all(&mut w, c, "tq"), expected, "in order");
+    publish_mixed(&mut w, 10);
+    assert_eq!(
+        in_memory(&w, "tq"),
+        10,
+        "the pressure is over: memory again"
+    );
+    w.client(c).delete_queue(1, "tq");
+    assert_eq!(w.storage.message_count(), 0, "the store forgot it");
+}

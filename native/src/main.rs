@@ -86,6 +86,11 @@ struct ServerArgs {
     /// The same limit in bytes; overrides the fraction.
     #[arg(long)]
     vm_memory_high_watermark_absolute: Option<u64>,
+    /// Past this fraction of the watermark, queues that are not durable also leave what lies
+    /// past their window on disk (RabbitMQ's vm_memory_high_watermark_paging_ratio), so
+    /// memory drops before publishers must be paused.
+    #[arg(long, default_value_t = 0.5)]
+    vm_memory_high_watermark_paging_ratio: f64,
     /// Pause publishers while the data directory's file system has less free space than
     /// this, in bytes (RabbitMQ's disk_free_limit).
     #[arg(long, value_name = "BYTES", default_value_t = disk::DEFAULT_LIMIT)]
@@ -245,7 +250,9 @@ async fn serve(
     let alarms = alarms::Alarms::new(hub.clone());
     tokio::spawn(memory::monitor(
         alarms.clone(),
+        hub.clone(),
         watermark,
+        args.vm_memory_high_watermark_paging_ratio,
         std::time::Duration::from_millis(500),
     ));
     tokio::spawn(disk::monitor(

@@ -1,9 +1,12 @@
 //! The memory alarm: like RabbitMQ's `vm_memory_high_watermark`, it pauses publishers while
 //! the broker's resident memory is over a limit, so a flood cannot take the machine down.
+//! Before that, past the paging ratio of the limit, queues that are not durable start leaving
+//! messages on disk, as RabbitMQ's do, so that memory can drop without pausing anyone.
 
 use std::time::Duration;
 
 use tracing::{info, warn};
+use warren_transports::Hub;
 
 use crate::alarms::{self, Alarms, Resource};
 
@@ -47,16 +50,57 @@ fn kib_field(text: &str, key: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Checks memory every `period` and raises or clears the hub's alarm on crossings.
-pub async fn monitor(alarms: Alarms, watermark: Watermark, period: Duration) {
+/// Checks memory every `period`: raises or clears the hub's alarm when it crosses the
+/// watermark, and tells the hub of memory pressure when it crosses `paging_ratio` of it.
+pub async fn monitor(
+    alarms: Alarms,
+    hub: Hub,
+    watermark: Watermark,
+    paging_ratio: f64,
+    period: Duration,
+) {
     let Some(total) = total_bytes() else {
         warn!("cannot read /proc/meminfo: memory alarm disabled");
         return;
     };
     let limit = watermark.limit(total);
-    info!(limit_bytes = limit, "memory high watermark set");
+    let paging_at = paging_limit(limit, paging_ratio);
+    info!(
+        limit_bytes = limit,
+        paging_bytes = paging_at,
+        "memory high watermark set"
+    );
+    // Checked more often than the alarm: a fast publisher fills memory in the time between
+    // two readings, and paging that starts late leaves the high-water mark where it got to
+    // (the allocator keeps what it freed for reuse rather than giving it back).
+    tokio::spawn(pressure(hub, paging_at, period / 5));
     let read = || resident_bytes().map(|rss| (rss, rss > limit));
     alarms::watch(alarms, Resource::Memory, limit, period, read).await;
+}
+
+/// Where paging starts: `ratio` of the watermark (a ratio of 1 or more: at the watermark).
+fn paging_limit(limit: u64, ratio: f64) -> u64 {
+    (limit as f64 * ratio.clamp(0.0, 1.0)) as u64
+}
+
+/// Tells the hub when resident memory goes over `paging_at` and when it is back under.
+async fn pressure(hub: Hub, paging_at: u64, period: Duration) {
+    let mut on = false;
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let Some(rss) = resident_bytes() else {
+            continue;
+        };
+        if (rss > paging_at) != on {
+            on = !on;
+            info!(
+                rss,
+                paging_at, on, "memory pressure: queues that are not durable page"
+            );
+            hub.set_memory_pressure(on).await;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -74,6 +118,12 @@ mod tests {
     fn relative_watermark_is_a_fraction_of_total() {
         assert_eq!(Watermark::Relative(0.4).limit(1000), 400);
         assert_eq!(Watermark::Absolute(7).limit(1000), 7);
+    }
+
+    #[test]
+    fn paging_starts_at_a_fraction_of_the_watermark() {
+        assert_eq!(paging_limit(1000, 0.5), 500);
+        assert_eq!(paging_limit(1000, 1.5), 1000, "never past the watermark");
     }
 
     #[test]

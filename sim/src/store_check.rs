@@ -121,6 +121,7 @@ fn record(id: u64, k: &Known) -> MessageRecord {
         properties: Bytes::from_static(&[0x10, 0x00, 0x02]),
         body: k.body.clone(),
         deliveries: k.deliveries + k.marks.len() as u32,
+        paged_only: false,
     }
 }
 

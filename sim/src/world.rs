@@ -493,6 +493,8 @@ impl Sim {
         self.stats.alarms += u64::from(on);
         let t = self.clock();
         self.model().set_alarm(on);
+        // Memory over the watermark is over the paging ratio too.
+        self.pump.set_memory_pressure(on, t);
         self.pump.set_resource_alarm(on.then_some("memory"), t);
         self.after_pump()?;
         self.model().end_command()

@@ -173,7 +173,7 @@ impl Pager {
                     at = next;
                     continue;
                 }
-                if let Some((payload, _)) = records::message_parts(body[0], &body[1..]) {
+                if let Some((payload, count)) = records::message_parts(body[0], &body[1..]) {
                     if let Ok(codec::MessageKey {
                         vhost: v,
                         queue: q,
@@ -188,7 +188,10 @@ impl Pager {
                             && id > cursor.after_id
                         {
                             if let Ok((_, _, mut record)) = codec::decode_message(payload) {
-                                record.deliveries = self.delivered.get(&id).copied().unwrap_or(0);
+                                // The frame's own count (a message written again, or a
+                                // transient one), or the replay's (deliveries recorded apart).
+                                let replayed = self.delivered.get(&id).copied().unwrap_or(0);
+                                record.deliveries = count.max(replayed);
                                 out.push(record);
                                 got += 1;
                                 *taken += 1;

@@ -17,7 +17,8 @@ pub const MESSAGE: u8 = 7;
 pub const ACKED: u8 = 8;
 pub const DELIVERED: u8 = 9;
 /// A transient message a queue paged out of memory: read back while the broker runs, never
-/// recovered.
+/// recovered. The message payload, then its delivery count as u32 (a requeued message keeps
+/// its redelivered flag while paged).
 pub const TRANSIENT: u8 = 10;
 /// A message written with its delivery count (a delivered message written again): the
 /// message payload, then the count as u32. One frame, so a crash keeps both or neither; the
@@ -28,8 +29,8 @@ pub const COUNTED: u8 = 11;
 /// `COUNTED`), or None for another kind.
 pub fn message_parts(kind: u8, payload: &[u8]) -> Option<(&[u8], u32)> {
     match kind {
-        MESSAGE | TRANSIENT => Some((payload, 0)),
-        COUNTED => {
+        MESSAGE => Some((payload, 0)),
+        TRANSIENT | COUNTED => {
             let at = payload.len().checked_sub(4)?;
             let count = u32::from_le_bytes(payload[at..].try_into().ok()?);
             Some((&payload[..at], count))
@@ -146,14 +147,14 @@ pub fn binding_deleted(out: &mut Vec<u8>, vhost: &str, r: &BindingRecord) {
 /// A message record: [`MESSAGE`], [`COUNTED`] for one already delivered, or [`TRANSIENT`] for
 /// a message that must not outlive the process (stored only because its queue paged it out).
 pub fn message(out: &mut Vec<u8>, vhost: &str, queue: &str, r: &MessageRecord) {
-    let kind = match (r.is_persistent(), r.deliveries) {
+    let kind = match (r.outlives_restart(), r.deliveries) {
         (false, _) => TRANSIENT,
         (true, 0) => MESSAGE,
         (true, _) => COUNTED,
     };
     frame::append(out, kind, |o| {
         codec::encode_message(o, vhost, queue, r);
-        if kind == COUNTED {
+        if kind != MESSAGE {
             o.extend_from_slice(&r.deliveries.to_le_bytes());
         }
     });

@@ -67,6 +67,7 @@ fn message(id: u64, body: &str) -> MessageRecord {
         properties: Bytes::from_static(&[0x10, 0, 2]),
         body: Bytes::copy_from_slice(body.as_bytes()),
         deliveries: 0,
+        paged_only: false,
     }
 }
 
@@ -144,6 +145,38 @@ fn a_reopened_store_gives_back_what_was_written_and_nothing_acked() {
     assert_eq!(report.records, 13);
     assert_eq!(report.messages, 3);
     assert_eq!(report.torn_tail, None);
+}
+
+/// A message written only to page it out of memory (a transient one, or any message of a queue
+/// that is not durable, spilled under memory pressure) never comes back, even when a durable
+/// queue of that name is defined by the time the log is read.
+#[test]
+fn messages_stored_only_for_paging_are_never_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut o, _) = opened(dir.path(), &options(1 << 20));
+    let s = &mut o.storage;
+    s.save_message(
+        "/",
+        "q",
+        &MessageRecord {
+            paged_only: true,
+            ..message(1, "spilled")
+        },
+    );
+    s.save_message(
+        "/",
+        "q",
+        &MessageRecord {
+            properties: Bytes::from_static(&[0x10, 0, 1]),
+            ..message(2, "transient")
+        },
+    );
+    s.save_queue(&queue("q"));
+    s.save_message("/", "q", &message(3, "kept"));
+    s.flush();
+    close(o);
+    let (r, _) = reopen(dir.path());
+    assert_eq!(bodies(&r, "q"), ["kept"]);
 }
 
 #[test]

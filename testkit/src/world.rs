@@ -190,6 +190,11 @@ impl World {
         self.drive();
     }
 
+    pub fn set_memory_pressure(&mut self, on: bool) {
+        self.pump.set_memory_pressure(on, self.now);
+        self.drive();
+    }
+
     pub fn drive(&mut self) {
         for _ in 0..10_000 {
             if !self.step() {

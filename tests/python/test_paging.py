@@ -36,6 +36,12 @@ def publish_numbered(ch, queue, n, props_of):
         ch.basic_publish("", queue, b"m%d" % i, props_of(i))
 
 
+def publish_numbered_with(ch, queue, n, body_of, props=TRANSIENT):
+    ch.confirm_delivery()
+    for i in range(n):
+        ch.basic_publish("", queue, body_of(i), props)
+
+
 def consume_all(ch, queue, expected):
     """Consumes `expected` messages with manual acks and a prefetch of 100; their bodies."""
     ch.basic_qos(prefetch_count=100)
@@ -108,3 +114,31 @@ def test_a_length_limit_and_a_purge_count_the_messages_on_disk(warren):
     assert ch.queue_declare("capped", passive=True).method.message_count == 0
     assert drain(ch, "purged") == []
     conn.close()
+
+
+def test_a_queue_that_is_not_durable_pages_under_memory_pressure_instead_of_blocking():
+    """RabbitMQ pages transient messages to disk as memory runs short, before its alarm
+    blocks publishers. Here 192 MiB go into a queue that is not durable through a 160 MB
+    watermark: paging starts at a quarter of it, so the publisher is never blocked, and the
+    consumer gets every message back in order. Without paging the alarm would hold the
+    publisher for as long as nobody consumes."""
+    w = WarrenProcess(*WINDOW, "--vm-memory-high-watermark-absolute", str(160_000_000),
+                      "--vm-memory-high-watermark-paging-ratio", "0.25").start()
+    try:
+        params = w.params(blocked_connection_timeout=20)
+        conn = pika.BlockingConnection(params)
+        blocked = []
+        conn.add_on_connection_blocked_callback(lambda _c, m: blocked.append(m.method.reason))
+        ch = conn.channel()
+        ch.queue_declare("spilled")
+        n, filler = 6144, b"." * 32768
+        publish_numbered_with(ch, "spilled", n, lambda i: b"m%d:" % i + filler)
+        assert blocked == []
+        assert ch.queue_declare("spilled", passive=True).method.message_count == n
+        assert "memory pressure" in w.log()
+        got = consume_all(ch, "spilled", n)
+        assert [b.split(b":")[0] for b in got] == [b"m%d" % i for i in range(n)]
+        assert all(b.endswith(filler) for b in got)
+        conn.close()
+    finally:
+        w.stop()

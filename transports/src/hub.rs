@@ -28,6 +28,7 @@ enum HubMsg {
     /// The connection's task has ended (whether or not the broker ever heard of it).
     Gone(ConnId),
     Alarm(Option<String>),
+    MemoryPressure(bool),
     Shutdown(tokio::sync::oneshot::Sender<()>),
 }
 
@@ -107,6 +108,11 @@ impl Hub {
     /// Raises or clears the broker's resource alarm (see `Broker::set_resource_alarm`).
     pub async fn set_resource_alarm(&self, reason: Option<String>) {
         let _ = self.tx.send(HubMsg::Alarm(reason)).await;
+    }
+
+    /// Memory runs short, or no longer does (see `Broker::set_memory_pressure`).
+    pub async fn set_memory_pressure(&self, on: bool) {
+        let _ = self.tx.send(HubMsg::MemoryPressure(on)).await;
     }
 
     /// Closes every connection with 320 CONNECTION_FORCED (reason 'shutdown') and waits up to
@@ -219,6 +225,7 @@ async fn run(
                     conns.remove(&id);
                 }
                 HubMsg::Alarm(reason) => broker.set_resource_alarm(reason.as_deref()),
+                HubMsg::MemoryPressure(on) => broker.set_memory_pressure(on),
                 HubMsg::Shutdown(done) => {
                     broker.close_all_connections("shutdown");
                     collect(&mut broker, &mut outbox);

@@ -413,10 +413,7 @@ impl Broker {
         let v = &self.vhosts[vhost];
         let source_durable = v.exchanges.get(source).is_some_and(|e| e.durable);
         let dest_durable = match dest {
-            Destination::Queue(id) => self
-                .queues
-                .get(id)
-                .is_some_and(|q| q.durable && q.exclusive_owner.is_none()),
+            Destination::Queue(id) => self.queues.get(id).is_some_and(Queue::is_stored),
             Destination::Exchange(name) => v.exchanges.get(name).is_some_and(|e| e.durable),
         };
         source_durable && dest_durable
@@ -765,7 +762,7 @@ impl Broker {
                 );
             }
         }
-        if q.durable && q.exclusive_owner.is_none() {
+        if q.stored_anything() {
             self.storage.delete_queue(&q.vhost, &q.name);
         }
         q.message_count()

@@ -35,7 +35,7 @@ impl Broker {
         for id in &ids {
             let q = &queues[id];
             for m in q.ready_messages().filter(|m| wants(m.store_id)) {
-                storage.save_message(&q.vhost, &q.name, &m.record());
+                storage.save_message(&q.vhost, &q.name, &q.record_of(m));
             }
         }
         let mut conn_ids: Vec<ConnId> = conns.keys().copied().collect();
@@ -46,7 +46,7 @@ impl Broker {
             for (_, ch) in channels {
                 for u in ch.held_deliveries().filter(|u| wants(u.message.store_id)) {
                     if let Some(q) = queues.get(&u.queue) {
-                        storage.save_message(&q.vhost, &q.name, &u.message.record());
+                        storage.save_message(&q.vhost, &q.name, &q.record_of(&u.message));
                     }
                 }
             }

@@ -136,6 +136,9 @@ pub struct Broker {
     paging: alloc::collections::BTreeSet<QueueId>,
     /// Reused for what the store reads back.
     page_scratch: Vec<crate::storage::MessageRecord>,
+    /// Memory runs short: queues that are not durable page too (see
+    /// [`Broker::set_memory_pressure`]).
+    memory_pressure: bool,
 }
 
 mod names;
@@ -171,6 +174,7 @@ impl Broker {
             queue_window,
             paging: Default::default(),
             page_scratch: Vec::new(),
+            memory_pressure: false,
         };
         broker.add_vhost("/");
         broker.recover();
@@ -268,6 +272,16 @@ impl Broker {
                 },
             );
         }
+    }
+
+    /// Memory is running short (RabbitMQ's `vm_memory_high_watermark_paging_ratio`, below the
+    /// alarm): while it lasts, queues that are not durable page past their window as durable
+    /// ones always do, and what their heads already hold past it goes to the store at once.
+    pub fn set_memory_pressure(&mut self, on: bool) {
+        if on && !self.memory_pressure && self.queue_window.is_some() {
+            self.spill_queues();
+        }
+        self.memory_pressure = on;
     }
 
     /// Closes every connection with `connection.close` 320 CONNECTION_FORCED, as RabbitMQ

@@ -15,9 +15,13 @@
 //! from the paged part when it runs low, and straight from the tail when nothing is paged, so
 //! consumers that keep up never wait for a read.
 //!
-//! Only durable queues page: a queue that is not durable keeps its messages in memory, so the
-//! fastest path (transient messages through a transient queue whose consumer lags for a
-//! moment) never writes. (Paging those under the memory alarm is still to do.)
+//! Durable queues page whenever they pass their window. A queue that is not durable keeps its
+//! messages in memory, so the fastest path (transient messages through a transient queue whose
+//! consumer lags for a moment) never writes; under memory pressure, though, it pages too: what
+//! its head holds beyond the window is spilled to the store (in order, under fresh ids) and
+//! new messages past the window follow, as RabbitMQ pages transient messages when memory runs
+//! short instead of keeping its publishers blocked. Nothing it writes survives a restart: its
+//! records are [`MessageRecord::paged_only`](crate::storage::MessageRecord::paged_only).
 //!
 //! Only queues whose order is by arrival page: not priority queues, not queues with a
 //! message TTL (every message would need its expiry kept). A paged message with its own
@@ -113,9 +117,51 @@ impl Queue {
     /// Lets this queue leave messages beyond `window` to the store, if it is a queue that can
     /// (see the module docs).
     pub(crate) fn enable_paging(&mut self, window: Window) {
-        if self.durable && self.exclusive_owner.is_none() && pages(&self.arguments) {
+        if pages(&self.arguments) {
             self.window = Some(window);
         }
+    }
+
+    /// Whether the store holds (or held) messages of this queue.
+    pub(crate) fn stored_anything(&self) -> bool {
+        self.is_stored() || self.spilled
+    }
+
+    /// Under memory pressure: moves what the head of a queue that is not durable holds beyond
+    /// its window to the store, in order, under fresh ids from `next_id` (they leave memory
+    /// once synced). True if it moved any.
+    pub(crate) fn spill(&mut self, storage: &mut dyn Storage, next_id: &mut u64) -> bool {
+        let Some(window) = self.window else {
+            return false;
+        };
+        // With deliveries out, one could come back (requeued to its place by `seq`) behind
+        // messages spilled before it: what is outside must stay newer than anything that can
+        // return to the head.
+        if self.is_stored() || self.has_outside_head() || self.unacked() > 0 {
+            return false;
+        }
+        let over =
+            self.ready_in_memory() > window.messages || self.ready_bytes_in_memory() > window.bytes;
+        if !over {
+            return false;
+        }
+        let excess = self.split_head_after(window.messages, window.bytes);
+        if excess.is_empty() {
+            return false;
+        }
+        for mut m in excess {
+            if m.store_id != 0 {
+                // Spilled before and read back: its old record goes; ids must grow in order.
+                storage.delete_message(&self.vhost, &self.name, m.store_id);
+            }
+            m.store_id = *next_id;
+            *next_id += 1;
+            let record = self.record_of(&m);
+            storage.save_message(&self.vhost, &self.name, &record);
+            let seq = storage.write_seq();
+            self.push_paged(m, seq);
+        }
+        true
     }
 
     /// Gives back the outside part once it holds nothing.
@@ -145,11 +191,12 @@ impl Queue {
 
     /// Whether the next message appended goes to the store rather than the head: the queue
     /// pages and is past its window (or already has messages outside the head).
-    pub(crate) fn pages_next(&self) -> bool {
+    pub(crate) fn pages_next(&self, memory_pressure: bool) -> bool {
         self.window.is_some_and(|w| {
             self.has_outside_head()
-                || self.ready_in_memory() >= w.messages
-                || self.ready_bytes_in_memory() >= w.bytes
+                || ((self.is_stored() || memory_pressure)
+                    && (self.ready_in_memory() >= w.messages
+                        || self.ready_bytes_in_memory() >= w.bytes))
         })
     }
 
@@ -161,6 +208,7 @@ impl Queue {
     /// Appends a message already written to the store (`write_seq`: the store's write
     /// sequence after it) behind everything the queue holds.
     pub(crate) fn push_paged(&mut self, m: QueuedMessage, write_seq: u64) {
+        self.spilled |= !self.is_stored();
         let p = self.paging.get_or_insert_with(Box::default);
         p.tail_bytes += m.message.body().len() as u64;
         p.tail.push_back((m, write_seq));
@@ -362,5 +410,20 @@ impl super::Broker {
             self.paging.remove(&id);
         }
         self.settle_work();
+    }
+}
+
+impl super::Broker {
+    /// Memory runs short: every queue that is not durable leaves what its head holds
+    /// beyond its window to the store.
+    pub(super) fn spill_queues(&mut self) {
+        let mut ids: Vec<super::QueueId> = self.queues.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            let q = self.queues.get_mut(&id).expect("listed");
+            if q.spill(&mut *self.storage, &mut self.next_store_id) {
+                self.paging.insert(id);
+            }
+        }
     }
 }

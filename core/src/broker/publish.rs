@@ -272,14 +272,13 @@ impl Broker {
         }
         // A queue past its window writes every message to the store, transient ones too
         // (see `paging.rs`).
-        let paged = q.pages_next();
-        let store_id =
-            if paged || (message.is_persistent() && q.durable && q.exclusive_owner.is_none()) {
-                self.next_store_id += 1;
-                self.next_store_id - 1
-            } else {
-                0
-            };
+        let paged = q.pages_next(self.memory_pressure);
+        let store_id = if paged || (message.is_persistent() && q.is_stored()) {
+            self.next_store_id += 1;
+            self.next_store_id - 1
+        } else {
+            0
+        };
         let queued = QueuedMessage {
             message,
             redelivered,
@@ -290,7 +289,7 @@ impl Broker {
         };
         if store_id != 0 {
             self.storage
-                .save_message(&q.vhost, &q.name, &queued.record());
+                .save_message(&q.vhost, &q.name, &q.record_of(&queued));
         }
         if paged {
             q.push_paged(queued, self.storage.write_seq());

@@ -35,8 +35,9 @@ pub struct QueuedMessage {
 }
 
 impl QueuedMessage {
-    /// The message as storage keeps it.
-    pub fn record(&self) -> MessageRecord {
+    /// The message as storage keeps it; `paged_only` for a message of a queue that is not
+    /// durable (see [`Queue::record_of`]).
+    pub fn record(&self, paged_only: bool) -> MessageRecord {
         MessageRecord {
             id: self.store_id,
             exchange: self.message.exchange().clone(),
@@ -44,6 +45,7 @@ impl QueuedMessage {
             properties: self.message.properties().clone(),
             body: self.message.body().clone(),
             deliveries: self.deliveries,
+            paged_only,
         }
     }
 }
@@ -159,10 +161,25 @@ pub struct Queue {
     pub(super) window: Option<super::paging::Window>,
     /// What lies beyond the head, while anything does.
     pub(super) paging: Option<alloc::boxed::Box<Paging>>,
+    /// It has written messages to the store though it is not a durable queue (spilled under
+    /// memory pressure): the store must hear when it goes.
+    pub(super) spilled: bool,
 }
 
 impl Queue {
     /// What storage keeps of this (durable) queue.
+    /// Durable and not exclusive: its definition and its persistent messages outlive a
+    /// restart.
+    pub fn is_stored(&self) -> bool {
+        self.durable && self.exclusive_owner.is_none()
+    }
+
+    /// One of its messages as storage keeps it: a message of a queue that is not stored never
+    /// outlives a restart, whatever its delivery mode.
+    pub fn record_of(&self, m: &QueuedMessage) -> MessageRecord {
+        m.record(!self.is_stored())
+    }
+
     pub fn record(&self) -> QueueRecord {
         QueueRecord {
             vhost: self.vhost.clone(),
@@ -202,6 +219,7 @@ impl Queue {
             next_seq: 0,
             window: None,
             paging: None,
+            spilled: false,
         }
     }
 
@@ -299,6 +317,15 @@ impl Queue {
     /// are the store's: they are read back by id order, so they are never written again.)
     pub fn ready_messages(&self) -> impl Iterator<Item = &QueuedMessage> {
         self.ready.iter()
+    }
+
+    /// Removes the head's messages beyond a window (see `Ready::split_off_after`), in order.
+    pub(super) fn split_head_after(
+        &mut self,
+        keep_messages: usize,
+        keep_bytes: u64,
+    ) -> alloc::collections::VecDeque<QueuedMessage> {
+        self.ready.split_off_after(keep_messages, keep_bytes)
     }
 
     /// Removes every ready message of the head (see `Queue::drain_outside_head` for the rest).

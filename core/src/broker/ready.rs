@@ -71,6 +71,33 @@ impl Ready {
         Some(m)
     }
 
+    /// Removes and returns the messages after the first `keep_messages`, or after as many as
+    /// fit in `keep_bytes` of bodies, whichever is fewer (at least one stays), in order. Only
+    /// for a plain queue (one lane).
+    pub fn split_off_after(
+        &mut self,
+        keep_messages: usize,
+        keep_bytes: u64,
+    ) -> VecDeque<QueuedMessage> {
+        debug_assert_eq!(self.lanes.len(), 1, "a priority queue does not page");
+        let lane = &mut self.lanes[0];
+        let mut keep = 0;
+        let mut bytes = 0;
+        for m in lane.iter() {
+            if keep >= keep_messages.max(1) || (keep > 0 && bytes >= keep_bytes) {
+                break;
+            }
+            bytes += m.message.body().len() as u64;
+            keep += 1;
+        }
+        let rest = lane.split_off(keep.min(lane.len()));
+        for m in &rest {
+            self.len -= 1;
+            self.bytes -= m.message.body().len() as u64;
+        }
+        rest
+    }
+
     /// Everything, in delivery order.
     pub fn iter(&self) -> impl Iterator<Item = &QueuedMessage> {
         self.lanes.iter().rev().flat_map(|l| l.iter())

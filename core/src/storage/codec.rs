@@ -180,6 +180,7 @@ pub fn decode_message(bytes: &[u8]) -> Result<(ShortStr, ShortStr, MessageRecord
         properties,
         body,
         deliveries: 0,
+        paged_only: false,
     };
     Ok((vhost, queue, record))
 }
@@ -360,6 +361,7 @@ mod tests {
             properties: Bytes::from_static(&[0x90, 0, 2]),
             body: Bytes::from_static(b"hello"),
             deliveries: 0,
+            paged_only: false,
         }
     }
 
@@ -474,6 +476,7 @@ mod tests {
             properties: Bytes::from_static(&[0, 0]),
             body: Bytes::from_static(b"hi"),
             deliveries: 0,
+            paged_only: false,
         };
         encode_message(&mut b, "/", "q", &m);
         let want: &[u8] = &[

@@ -152,7 +152,7 @@ impl MemoryStorage {
                         ShortStr::from(q.as_str()),
                         // Transient messages were stored only to page them out.
                         m.into_values()
-                            .filter(MessageRecord::is_persistent)
+                            .filter(MessageRecord::outlives_restart)
                             .collect(),
                     )
                 })

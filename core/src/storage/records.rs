@@ -46,15 +46,21 @@ pub struct MessageRecord {
     /// Times it was delivered to a consumer that was to ack it: more than 0, it comes back
     /// redelivered.
     pub deliveries: u32,
+    /// Stored only while its queue pages it out of memory, never recovered whatever its
+    /// delivery mode: a message of a queue that is not durable (spilled under the memory
+    /// alarm). A transient message is never recovered either (see
+    /// [`MessageRecord::outlives_restart`]).
+    pub paged_only: bool,
 }
 
 impl MessageRecord {
-    /// `delivery_mode = 2`: it outlives a restart. A transient one is stored only while a
-    /// queue pages it out of memory.
-    pub fn is_persistent(&self) -> bool {
-        matches!(
-            crate::codec::peek_delivery_mode(&self.properties),
-            Ok(Some(2))
-        )
+    /// `delivery_mode = 2` in a durable queue: it outlives a restart. Any other is stored only
+    /// while a queue pages it out of memory.
+    pub fn outlives_restart(&self) -> bool {
+        !self.paged_only
+            && matches!(
+                crate::codec::peek_delivery_mode(&self.properties),
+                Ok(Some(2))
+            )
     }
 }
