@@ -6,9 +6,9 @@ mod support;
 
 use support::*;
 use warren_core::codec::{
-    encode_frame, encode_method_frame, BasicPublish, ChannelOpen, ConnectionCloseOk,
-    ConnectionTuneOk, ContentHeader, Method, QueueDeclare, FRAME_BODY, FRAME_HEADER,
-    PROTOCOL_HEADER,
+    encode_frame, encode_method_frame, BasicPublish, ChannelCloseOk, ChannelOpen,
+    ConnectionCloseOk, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, ContentHeader, LongStr,
+    Method, QueueDeclare, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER,
 };
 use warren_core::ConnectionConfig;
 
@@ -214,7 +214,7 @@ fn a_frame_larger_than_the_negotiated_frame_max_is_501() {
     let c = w.connect();
     w.client(c).handshake_with(&Handshake {
         tune_ok: Some(ConnectionTuneOk {
-            channel_max: 0,
+            channel_max: 2047,
             frame_max: 4096,
             heartbeat: 0,
         }),
@@ -441,4 +441,287 @@ fn a_header_frame_in_place_of_a_method_before_open_closes_silently() {
     encode_frame(&mut bytes, FRAME_HEADER, 0, b"abcd");
     assert_eq!(w.client(c).send_raw(&bytes), vec![]);
     assert!(w.client(c).is_socket_closed());
+}
+
+// -----------------------------------------------------------------------------------------
+// Malformed input as RabbitMQ 3.10 answers it (each checked side by side with a raw-socket
+// client against Debian's rabbitmq-server 3.10.8; tests/python/test_protocol.py has them too).
+// -----------------------------------------------------------------------------------------
+
+/// A connection whose tune-ok asks for `channel_max` and `frame_max`, open, no channel.
+fn tuned(channel_max: u16, frame_max: u32) -> (World, Cid) {
+    let mut w = World::new();
+    let c = w.connect();
+    let r = w.client(c).handshake_with(&Handshake {
+        tune_ok: Some(ConnectionTuneOk {
+            channel_max,
+            frame_max,
+            heartbeat: 0,
+        }),
+        ..Default::default()
+    });
+    assert!(!w.client(c).is_socket_closed(), "refused: {r:?}");
+    (w, c)
+}
+
+fn raw_frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(&mut out, kind, channel, payload);
+    out
+}
+
+/// A content header frame with the given class, weight and property bytes.
+fn header_with(channel: u16, class_id: u16, weight: u16, properties: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&class_id.to_be_bytes());
+    payload.extend_from_slice(&weight.to_be_bytes());
+    payload.extend_from_slice(&1u64.to_be_bytes());
+    payload.extend_from_slice(properties);
+    raw_frame(FRAME_HEADER, channel, &payload)
+}
+
+fn unexpected(text: &str) -> Vec<Received> {
+    vec![connection_close(
+        505,
+        &format!("UNEXPECTED_FRAME - {text}"),
+        60,
+        40,
+    )]
+}
+
+const HEADER_DUE: &str =
+    "expected content header for class 60, got non content header frame instead";
+const BODY_DUE: &str = "expected content body, got non content body frame instead";
+
+#[test]
+fn a_heartbeat_with_a_payload_is_501_unknown_frame() {
+    assert_eq!(
+        fatal(&raw_frame(FRAME_HEARTBEAT, 0, b"xyz")),
+        vec![connection_close(
+            501,
+            "FRAME_ERROR - type 8, all octets = <<\"xyz\">>: unknown_frame",
+            0,
+            0
+        )]
+    );
+}
+
+#[test]
+fn a_payload_of_exactly_frame_max_is_taken_and_one_more_octet_is_501() {
+    let (mut w, c) = tuned(2047, 4096);
+    w.client(c).open_channel(1);
+    w.client(c).declare_queue(1, "q");
+    let mut bytes = publish_frame(1, "q");
+    bytes.extend(header_frame(1, 4096));
+    bytes.extend(body_frame(1, &[b'x'; 4096]));
+    assert_eq!(w.client(c).send_raw(&bytes), vec![]);
+    assert_eq!(w.client(c).declare_queue(1, "q").message_count, 1);
+    let mut bytes = publish_frame(1, "q");
+    bytes.extend(header_frame(1, 4097));
+    bytes.extend(body_frame(1, &[b'x'; 4097]));
+    assert_eq!(
+        w.client(c).send_raw(&bytes),
+        vec![connection_close(
+            501,
+            "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,4097,4088}",
+            0,
+            0
+        )]
+    );
+}
+
+#[test]
+fn tune_ok_with_a_zero_frame_max_or_channel_max_closes_the_socket_silently() {
+    for (channel_max, frame_max) in [(2047, 0), (0, 131_072)] {
+        let mut w = World::new();
+        let c = w.connect();
+        let r = w.client(c).handshake_with(&Handshake {
+            tune_ok: Some(ConnectionTuneOk {
+                channel_max,
+                frame_max,
+                heartbeat: 0,
+            }),
+            ..Default::default()
+        });
+        assert_eq!(r.len(), 2, "start and tune only: {r:?}");
+        assert!(w.client(c).is_socket_closed());
+    }
+}
+
+#[test]
+fn channel_max_limits_how_many_channels_are_open_not_their_numbers() {
+    let (mut w, c) = tuned(2, 131_072);
+    w.client(c).open_channel(1);
+    w.client(c).open_channel(65535);
+    let r = w
+        .client(c)
+        .send_raw(&method_frame(7, ChannelOpen::default()));
+    assert_eq!(
+        r,
+        vec![connection_close(
+            530,
+            "NOT_ALLOWED - number of channels opened (2) has reached the negotiated channel_max (2)",
+            0,
+            0
+        )]
+    );
+}
+
+#[test]
+fn a_close_ok_on_a_channel_never_opened_is_504() {
+    assert_eq!(
+        fatal(&method_frame(5, ChannelCloseOk)),
+        vec![connection_close(
+            504,
+            "CHANNEL_ERROR - expected 'channel.open'",
+            20,
+            41
+        )]
+    );
+}
+
+#[test]
+fn the_handshake_again_on_a_running_connection_is_504() {
+    let again: [Method; 2] = [
+        ConnectionOpen {
+            virtual_host: "/".into(),
+            ..Default::default()
+        }
+        .into(),
+        ConnectionStartOk {
+            mechanism: "PLAIN".into(),
+            response: LongStr::from(&b"\0guest\0guest"[..]),
+            locale: "en_US".into(),
+            ..Default::default()
+        }
+        .into(),
+    ];
+    for m in again {
+        let ids = (m.class_id(), m.method_id());
+        assert_eq!(
+            fatal(&method_frame(0, m)),
+            vec![connection_close(
+                504,
+                "CHANNEL_ERROR - unexpected method in connection state running",
+                ids.0,
+                ids.1
+            )]
+        );
+    }
+}
+
+#[test]
+fn content_frames_out_of_order_are_505_naming_the_publish() {
+    let body_first = [publish_frame(1, "q"), body_frame(1, b"x")].concat();
+    assert_eq!(fatal(&body_first), unexpected(HEADER_DUE));
+    let two_headers = [
+        publish_frame(1, "q"),
+        header_frame(1, 3),
+        header_frame(1, 3),
+    ]
+    .concat();
+    assert_eq!(fatal(&two_headers), unexpected(BODY_DUE));
+    let other_class = [publish_frame(1, "q"), header_with(1, 50, 0, &[0, 0])].concat();
+    assert_eq!(
+        fatal(&other_class),
+        unexpected("expected content header for class 60, got one for class 50 instead")
+    );
+    let weighted = [publish_frame(1, "q"), header_with(1, 60, 1, &[0, 0])].concat();
+    assert_eq!(fatal(&weighted), unexpected(HEADER_DUE));
+}
+
+#[test]
+fn a_header_announcing_an_enormous_body_allocates_nothing_and_other_channels_go_on() {
+    let mut w = World::new();
+    let c = w.connect_channel();
+    w.client(c).open_channel(2);
+    let bytes = [publish_frame(1, "q"), header_frame(1, (1 << 63) - 1)].concat();
+    assert_eq!(w.client(c).send_raw(&bytes), vec![]);
+    w.client(c).declare_queue(2, "other");
+    let r = w.client(c).send_raw(&method_frame(
+        1,
+        QueueDeclare {
+            queue: "q".into(),
+            ..Default::default()
+        },
+    ));
+    assert_eq!(r, unexpected(BODY_DUE));
+}
+
+#[test]
+fn content_properties_that_do_not_decode_are_541_and_nothing_is_delivered() {
+    let mut headers_unknown_type = vec![0x20, 0];
+    headers_unknown_type.extend_from_slice(&3u32.to_be_bytes());
+    headers_unknown_type.extend_from_slice(b"\x01kZ");
+    let cases: [&[u8]; 4] = [
+        &[0x80, 0],             // content-type flagged, not there
+        &[0x80, 0, 0x10, b'a'], // a shortstr running past the end
+        &headers_unknown_type,  // a header of a type nobody knows
+        &[0, 0, b'z', b'z'],    // octets after the last property
+    ];
+    for props in cases {
+        let mut w = World::new();
+        let c = w.connect_channel();
+        w.client(c).declare_queue(1, "q");
+        let bytes = [
+            publish_frame(1, "q"),
+            header_with(1, 60, 0, props),
+            body_frame(1, b"x"),
+        ]
+        .concat();
+        // RabbitMQ's text is the bare name.
+        let close = connection_close(541, "INTERNAL_ERROR", 0, 0);
+        assert_eq!(w.client(c).send_raw(&bytes), vec![close], "{props:?}");
+        assert_eq!(w.broker().queue("/", "q").expect("declared").len(), 0);
+    }
+}
+
+/// Field tables: RabbitMQ takes deep nesting and keys that are not UTF-8.
+#[test]
+fn deep_tables_and_keys_that_are_not_utf8_are_accepted() {
+    let mut table: Vec<u8> = 0u32.to_be_bytes().to_vec();
+    for _ in 0..100 {
+        let mut outer = Vec::new();
+        let entry_len = (3 + table.len()) as u32;
+        outer.extend_from_slice(&entry_len.to_be_bytes());
+        outer.extend_from_slice(b"\x01kF");
+        outer.extend_from_slice(&table);
+        table = outer;
+    }
+    let mut odd_key: Vec<u8> = 8u32.to_be_bytes().to_vec();
+    odd_key.extend_from_slice(b"\x02\xff\xfeI\x00\x00\x00\x01");
+    for args in [table, odd_key] {
+        let mut w = World::new();
+        let c = w.connect_channel();
+        let mut payload = vec![0, 50, 0, 10, 0, 0];
+        payload.extend_from_slice(b"\x01q\x00");
+        payload.extend_from_slice(&args);
+        let r = w.client(c).send_raw(&raw_frame(FRAME_METHOD, 1, &payload));
+        assert!(
+            matches!(
+                r.as_slice(),
+                [Received::Method {
+                    channel: 1,
+                    method: Method::QueueDeclareOk(_)
+                }]
+            ),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn a_name_that_is_not_utf8_is_501_malformed_utf8() {
+    let mut payload = vec![0, 50, 0, 10, 0, 0];
+    payload.extend_from_slice(b"\x02\xff\xfe\x00");
+    payload.extend_from_slice(&0u32.to_be_bytes());
+    assert_eq!(
+        fatal(&raw_frame(FRAME_METHOD, 1, &payload)),
+        vec![connection_close(
+            501,
+            "FRAME_ERROR - Malformed UTF-8 in shortstr",
+            0,
+            0
+        )]
+    );
 }

@@ -174,7 +174,7 @@ fn tune_ok_with_frame_max_below_the_minimum_closes_the_socket_silently() {
     let c = w.connect();
     let r = w.client(c).handshake_with(&Handshake {
         tune_ok: Some(ConnectionTuneOk {
-            channel_max: 0,
+            channel_max: 2047,
             frame_max: 100,
             heartbeat: 0,
         }),

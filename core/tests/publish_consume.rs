@@ -284,7 +284,7 @@ fn a_message_larger_than_frame_max_is_split_both_ways() {
     let c = w.connect();
     w.client(c).handshake_with(&Handshake {
         tune_ok: Some(ConnectionTuneOk {
-            channel_max: 0,
+            channel_max: 2047,
             frame_max: 4096,
             heartbeat: 0,
         }),

@@ -362,3 +362,164 @@ def test_client_heartbeats_keep_the_connection_open(rc, broker):
             pass
     c.sock.settimeout(5)
     c.open_channel(1)
+
+
+# --------------------------------------------------------------------------
+# malformed input, each as RabbitMQ 3.10.8 answers it (checked side by side)
+
+
+HEADER_DUE = "UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead"
+BODY_DUE = "UNEXPECTED_FRAME - expected content body, got non content body frame instead"
+
+
+def start_publish(c, channel=1):
+    c.send_method(channel, raw.BASIC_PUBLISH, raw.basic_publish_args("", "nowhere"))
+
+
+def header_with(channel, class_id=60, weight=0, body_size=1, props=b"\x00\x00"):
+    return raw.frame(raw.FRAME_HEADER, channel,
+                     struct.pack(">HHQ", class_id, weight, body_size) + props)
+
+
+def test_malformed_heartbeat_with_payload_gets_501_unknown_frame(rc, broker):
+    c = opened(rc, broker)
+    c.send(raw.frame(raw.FRAME_HEARTBEAT, 0, b"xyz"))
+    assert c.expect_connection_close() == (
+        501, 'FRAME_ERROR - type 8, all octets = <<"xyz">>: unknown_frame', 0, 0)
+
+
+def test_malformed_payload_of_exactly_frame_max_is_accepted(rc, broker):
+    c = opened(rc, broker, frame_max=4096)
+    c.open_channel(1)
+    c.send_method(1, raw.QUEUE_DECLARE, raw.queue_declare_args("", exclusive=True))
+    q = c.expect_method(raw.QUEUE_DECLARE_OK).args.shortstr()
+    c.send_method(1, raw.BASIC_PUBLISH, raw.basic_publish_args("", q))
+    c.send(raw.content_header_frame(1, 4096))
+    c.send(raw.body_frame(1, b"b" * 4096))
+    # RabbitMQ's count can lag the publish for a moment.
+    for _ in range(20):
+        c.send_method(1, raw.QUEUE_DECLARE, raw.queue_declare_args(q, passive=True))
+        args = c.expect_method(raw.QUEUE_DECLARE_OK).args
+        assert args.shortstr() == q
+        if args.long() == 1:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the message of exactly frame_max never reached the queue")
+
+
+@pytest.mark.parametrize("channel_max,frame_max", [(2047, 0), (0, 131072)],
+                         ids=["frame_max-0", "channel_max-0"])
+def test_malformed_tune_ok_with_zero_limits_drops_the_socket(rc, broker, channel_max, frame_max):
+    c = rc()
+    c.send_header()
+    c.read_start()
+    c.send_start_ok(broker.user, broker.password)
+    c.read_tune()
+    c.send_tune_ok(channel_max, frame_max, 0)
+    c.send_open(broker.vhost)
+    with pytest.raises(raw.ConnectionClosed):
+        c.read_method()
+
+
+def test_malformed_one_channel_past_channel_max_gets_530_any_number_is_fine(rc, broker):
+    c = opened(rc, broker, channel_max=2)
+    c.open_channel(1)
+    c.open_channel(100)
+    c.send_method(3, raw.CHANNEL_OPEN, raw.shortstr(""))
+    assert c.expect_connection_close() == (
+        530, "NOT_ALLOWED - number of channels opened (2) has reached the negotiated "
+        "channel_max (2)", 0, 0)
+
+
+def test_malformed_close_ok_on_a_channel_never_opened_gets_504(rc, broker):
+    c = opened(rc, broker)
+    c.send_method(5, raw.CHANNEL_CLOSE_OK)
+    assert c.expect_connection_close() == (
+        504, "CHANNEL_ERROR - expected 'channel.open'", 20, 41)
+
+
+@pytest.mark.parametrize("again", ["open", "start-ok"])
+def test_malformed_handshake_again_once_running_gets_504(rc, broker, again):
+    c = opened(rc, broker)
+    if again == "open":
+        c.send_open(broker.vhost)
+        ids = raw.CONNECTION_OPEN
+    else:
+        c.send_start_ok(broker.user, broker.password)
+        ids = raw.CONNECTION_START_OK
+    assert c.expect_connection_close() == (
+        504, "CHANNEL_ERROR - unexpected method in connection state running") + ids
+
+
+@pytest.mark.parametrize("frames,text", [
+    (lambda: [raw.body_frame(1, b"x")], HEADER_DUE),
+    (lambda: [header_with(1, body_size=3), header_with(1, body_size=3)], BODY_DUE),
+    (lambda: [header_with(1, class_id=50)],
+     "UNEXPECTED_FRAME - expected content header for class 60, got one for class 50 instead"),
+    (lambda: [header_with(1, weight=1)], HEADER_DUE),
+], ids=["body-first", "second-header", "other-class", "weight"])
+def test_malformed_content_out_of_order_gets_505_naming_the_publish(rc, broker, frames, text):
+    c = opened(rc, broker)
+    c.open_channel(1)
+    start_publish(c)
+    for f in frames():
+        c.send(f)
+    assert c.expect_connection_close() == (505, text, 60, 40)
+
+
+def test_malformed_enormous_body_size_allocates_nothing_other_channels_go_on(rc, broker):
+    c = opened(rc, broker)
+    c.open_channel(1)
+    c.open_channel(2)
+    start_publish(c)
+    c.send(header_with(1, body_size=2 ** 63 - 1))
+    c.send_method(2, raw.QUEUE_DECLARE, raw.queue_declare_args("", exclusive=True))
+    c.expect_method(raw.QUEUE_DECLARE_OK)
+    c.send_method(1, raw.QUEUE_DECLARE, raw.queue_declare_args("", exclusive=True))
+    assert c.expect_connection_close() == (505, BODY_DUE, 60, 40)
+
+
+@pytest.mark.parametrize("props", [
+    b"\x80\x00",                                   # content-type flagged, absent
+    b"\x80\x00\x10ab",                             # shortstr past the end
+    b"\x20\x00" + struct.pack(">I", 3) + b"\x01kZ",  # headers: unknown field type
+    b"\x00\x00zz",                                 # octets after the last property
+], ids=["flag-without-value", "short-past-end", "unknown-type", "trailing"])
+def test_malformed_content_properties_close_with_541_never_delivered(rc, broker, props):
+    c = opened(rc, broker)
+    c.open_channel(1)
+    c.send_method(1, raw.QUEUE_DECLARE, raw.queue_declare_args("", exclusive=True))
+    q = c.expect_method(raw.QUEUE_DECLARE_OK).args.shortstr()
+    c.send_method(1, raw.BASIC_PUBLISH, raw.basic_publish_args("", q))
+    c.send(header_with(1, props=props))
+    c.send(raw.body_frame(1, b"x"))
+    assert c.expect_connection_close() == (541, "INTERNAL_ERROR", 0, 0)
+
+
+def _nested_table(levels):
+    t = struct.pack(">I", 0)
+    for _ in range(levels):
+        t = struct.pack(">I", 3 + len(t)) + b"\x01kF" + t
+    return t
+
+
+@pytest.mark.parametrize("args", [
+    _nested_table(100),
+    struct.pack(">I", 8) + b"\x02\xff\xfeI" + struct.pack(">i", 1),
+], ids=["nested-100", "key-not-utf8"])
+def test_malformed_but_accepted_field_tables(rc, broker, args):
+    c = opened(rc, broker)
+    c.open_channel(1)
+    c.send_method(1, raw.QUEUE_DECLARE,
+                  struct.pack(">H", 0) + raw.shortstr("") + struct.pack(">B", 4) + args)
+    c.expect_method(raw.QUEUE_DECLARE_OK)
+
+
+def test_malformed_utf8_in_a_queue_name_gets_501(rc, broker):
+    c = opened(rc, broker)
+    c.open_channel(1)
+    c.send_method(1, raw.QUEUE_DECLARE,
+                  struct.pack(">H", 0) + b"\x02\xff\xfe" + struct.pack(">BI", 4, 0))
+    assert c.expect_connection_close() == (
+        501, "FRAME_ERROR - Malformed UTF-8 in shortstr", 0, 0)

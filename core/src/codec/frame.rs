@@ -54,8 +54,11 @@ pub enum FrameKind {
 /// is left untouched).
 ///
 /// `frame_max` is the negotiated limit for a whole frame including the 8 bytes of overhead;
-/// 0 means no limit. A frame over the limit, a bad frame-end octet or an unknown frame type is
-/// `Err`; these are checked as soon as the 7-byte frame header is in, before the payload.
+/// 0 means no limit. As RabbitMQ 3.10 does, a payload of exactly `frame_max` octets is still
+/// taken (the overhead is not counted against the limit); one more is `Err`. So are a bad
+/// frame-end octet and an unknown frame type, checked as soon as the 7-byte frame header is
+/// in, before the payload, and a heartbeat that carries a payload (RabbitMQ's `unknown_frame`),
+/// once all of it is in.
 pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, DecodeError> {
     let Some(head) = buf.first_chunk::<FRAME_HEADER_LEN>() else {
         return Ok(None);
@@ -65,7 +68,7 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
     // Size before type, as RabbitMQ checks them (its error texts depend on the order).
     let whole = u64::from(size) + FRAME_OVERHEAD as u64;
-    if frame_max != 0 && whole > u64::from(frame_max) {
+    if frame_max != 0 && size > frame_max {
         return Err(DecodeError::FrameTooLarge {
             size: whole,
             max: frame_max,
@@ -92,6 +95,9 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     let end = buf.get(whole - 1).copied().unwrap_or(0);
     if end != FRAME_END {
         return Err(DecodeError::BadFrameEnd(end));
+    }
+    if kind == FRAME_HEARTBEAT && size != 0 {
+        return Err(DecodeError::UnknownFrameType(kind));
     }
     let mut frame = buf.split_to(whole);
     frame.advance(FRAME_HEADER_LEN);

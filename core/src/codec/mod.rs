@@ -42,7 +42,8 @@ pub const SHORTSTR_MAX: usize = 255;
 
 /// Maximum nesting depth of field tables and arrays accepted by the decoder. Deeper input is
 /// rejected with [`DecodeError::NestingTooDeep`] so that hostile input cannot exhaust the stack.
-pub const MAX_TABLE_DEPTH: usize = 32;
+/// RabbitMQ takes 100 levels; past 128 we refuse.
+pub const MAX_TABLE_DEPTH: usize = 128;
 
 /// AMQP shortstr: validated UTF-8, at most 255 bytes on the wire, cheap to clone.
 ///

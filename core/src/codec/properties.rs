@@ -255,6 +255,30 @@ fn seek<'a>(raw: &'a [u8], bit: u16) -> Result<Option<Reader<'a>>, DecodeError> 
     Ok(Some(r))
 }
 
+/// Checks that property flags + property list are well formed, as a publish's content header
+/// must be before its message goes anywhere: every flagged property is there, the headers
+/// table is one (known value types), and nothing follows the last. Does not allocate.
+pub fn check_properties(raw: &[u8]) -> Result<(), DecodeError> {
+    let mut r = Reader::new(raw);
+    let f = read_flags(&mut r)?;
+    let mut b = flags::CONTENT_TYPE;
+    while b != 0 {
+        if f & b != 0 {
+            match b {
+                flags::HEADERS => r.check_table(0)?,
+                flags::DELIVERY_MODE | flags::PRIORITY => r.skip(1)?,
+                flags::TIMESTAMP => r.skip(8)?,
+                _ => r.skip_shortstr()?,
+            }
+        }
+        b >>= 1;
+    }
+    if !r.is_empty() {
+        return Err(DecodeError::TrailingBytes);
+    }
+    Ok(())
+}
+
 /// The delivery mode (1 transient, 2 persistent), if set. Does not allocate.
 pub fn peek_delivery_mode(raw: &[u8]) -> Result<Option<u8>, DecodeError> {
     match seek(raw, flags::DELIVERY_MODE)? {

@@ -143,6 +143,70 @@ impl<'a> Reader<'a> {
         Ok(ShortStr::from_validated(self.to_bytes(s)))
     }
 
+    /// A field table's key. RabbitMQ does not check that keys are UTF-8; neither do we: a key
+    /// that is not is kept with its bad sequences replaced (no argument or header the broker
+    /// reads has such a name), cut to 255 bytes at a character boundary.
+    fn table_key(&mut self) -> Result<ShortStr, DecodeError> {
+        let len = usize::from(self.u8()?);
+        let s = self.take(len)?;
+        if core::str::from_utf8(s).is_ok() {
+            return Ok(ShortStr::from_validated(self.to_bytes(s)));
+        }
+        let lossy = alloc::string::String::from_utf8_lossy(s);
+        let mut end = lossy.len().min(255);
+        while !lossy.is_char_boundary(end) {
+            end -= 1;
+        }
+        Ok(ShortStr::from(&lossy[..end]))
+    }
+
+    /// Checks a field table as [`Reader::table`] would read it, building nothing.
+    pub(crate) fn check_table(&mut self, depth: usize) -> Result<(), DecodeError> {
+        if depth >= super::MAX_TABLE_DEPTH {
+            return Err(DecodeError::NestingTooDeep);
+        }
+        let len = self.long_len()?;
+        let body = self.take(len)?;
+        let mut inner = Reader {
+            data: body,
+            src: self.src,
+        };
+        while !inner.is_empty() {
+            inner.skip_shortstr()?;
+            inner.check_value(depth)?;
+        }
+        Ok(())
+    }
+
+    fn check_value(&mut self, depth: usize) -> Result<(), DecodeError> {
+        match self.u8()? {
+            b't' | b'b' | b'B' => self.skip(1),
+            b's' | b'u' => self.skip(2),
+            b'I' | b'i' | b'f' => self.skip(4),
+            b'D' => self.skip(5),
+            b'l' | b'd' | b'T' => self.skip(8),
+            b'S' | b'x' => self.skip_long(),
+            b'V' => Ok(()),
+            b'F' => self.check_table(depth + 1),
+            b'A' => {
+                if depth + 1 >= super::MAX_TABLE_DEPTH {
+                    return Err(DecodeError::NestingTooDeep);
+                }
+                let len = self.long_len()?;
+                let body = self.take(len)?;
+                let mut inner = Reader {
+                    data: body,
+                    src: self.src,
+                };
+                while !inner.is_empty() {
+                    inner.check_value(depth + 1)?;
+                }
+                Ok(())
+            }
+            other => Err(DecodeError::UnknownFieldType(other)),
+        }
+    }
+
     #[inline]
     pub(crate) fn skip_shortstr(&mut self) -> Result<(), DecodeError> {
         let len = usize::from(self.u8()?);
@@ -180,7 +244,7 @@ impl<'a> Reader<'a> {
         };
         let mut entries = alloc::vec::Vec::new();
         while !inner.is_empty() {
-            let key = inner.shortstr()?;
+            let key = inner.table_key()?;
             let value = inner.field_value(depth)?;
             entries.push((key, value));
         }

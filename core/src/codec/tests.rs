@@ -709,20 +709,28 @@ fn bad_frame_end_unknown_type_and_oversize_are_errors() {
         decode_frame(&mut buf, 0),
         Err(DecodeError::UnknownFrameType(b'A'))
     );
-    // Size 4089 + 8 = 4097 > 4096: rejected from the 7-byte header alone.
-    let mut buf = BytesMut::from(&b"\x03\x00\x01\x00\x00\x0f\xf9"[..]);
+    // A payload of 4097 > 4096: rejected from the 7-byte header alone. (RabbitMQ 3.10 does
+    // not count the 8 octets of overhead against frame_max.)
+    let mut buf = BytesMut::from(&b"\x03\x00\x01\x00\x00\x10\x01"[..]);
     let err = decode_frame(&mut buf, 4096).unwrap_err();
     assert_eq!(
         err,
         DecodeError::FrameTooLarge {
-            size: 4097,
+            size: 4097 + 8,
             max: 4096
         }
     );
     assert_eq!(err.reply_code(), FRAME_ERROR);
-    // 4088 + 8 = 4096 is fine.
-    let mut buf = BytesMut::from(&b"\x03\x00\x01\x00\x00\x0f\xf8"[..]);
+    // A payload of exactly frame_max is taken.
+    let mut buf = BytesMut::from(&b"\x03\x00\x01\x00\x00\x10\x00"[..]);
     assert_eq!(decode_frame(&mut buf, 4096), Ok(None));
+    // A heartbeat with a payload is RabbitMQ's unknown_frame, once all of it is in.
+    let mut buf = BytesMut::from(&b"\x08\x00\x00\x00\x00\x00\x03xyz\xce"[..]);
+    assert_eq!(
+        decode_frame(&mut buf, 0),
+        Err(DecodeError::UnknownFrameType(8))
+    );
+    assert_eq!(buf.len(), 11, "left in the buffer for the fault's text");
 }
 
 #[test]

@@ -1,11 +1,11 @@
 //! Channel bookkeeping: which channel numbers are open, closing by the peer or by us, and
 //! which methods a client may send on them (everything else is COMMAND_INVALID).
 
+use alloc::vec::Vec;
+
 use super::content::PendingContent;
 use super::{Connection, State};
-use crate::codec::{
-    encode_method_frame, BasicPublish, ChannelCloseOk, ChannelOpen, ConnectionClose, Method,
-};
+use crate::codec::{encode_method_frame, ChannelCloseOk, ChannelOpen, ConnectionClose, Method};
 use crate::connection_fault;
 use crate::reply::Fault;
 use crate::vocab::Command;
@@ -22,6 +22,57 @@ pub(super) enum ChannelState {
 pub(super) struct Channel {
     pub(super) state: ChannelState,
     pub(super) content: Option<PendingContent>,
+}
+
+/// The channels a connection has, by number, kept sorted. A client may use any number up to
+/// 65535 (RabbitMQ limits how many are open, not their numbers), so this is not a vector
+/// indexed by number; connections hold a few channels, and a search over them is as quick.
+#[derive(Default)]
+pub(super) struct Channels {
+    open: Vec<(u16, Channel)>,
+    /// Numbers freed when our `channel.close` crossed the client's: the client's `close-ok`
+    /// for ours may still come, and is not an error (any other close-ok on a free number is).
+    crossed: Vec<u16>,
+}
+
+impl Channels {
+    fn find(&self, number: u16) -> Result<usize, usize> {
+        self.open.binary_search_by_key(&number, |(n, _)| *n)
+    }
+
+    pub(super) fn get_mut(&mut self, number: u16) -> Option<&mut Channel> {
+        let i = self.find(number).ok()?;
+        Some(&mut self.open[i].1)
+    }
+
+    fn state(&self, number: u16) -> Option<ChannelState> {
+        let i = self.find(number).ok()?;
+        Some(self.open[i].1.state)
+    }
+
+    fn insert(&mut self, number: u16, channel: Channel) {
+        self.crossed.retain(|n| *n != number);
+        match self.find(number) {
+            Ok(i) => self.open[i].1 = channel,
+            Err(i) => self.open.insert(i, (number, channel)),
+        }
+    }
+
+    fn remove(&mut self, number: u16) {
+        if let Ok(i) = self.find(number) {
+            self.open.remove(i);
+        }
+    }
+
+    /// How many are open (or closing).
+    pub(super) fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.open.clear();
+        self.crossed.clear();
+    }
 }
 
 impl Connection {
@@ -51,15 +102,15 @@ impl Connection {
             )
             .caused_by(class_id, method_id));
         }
-        let slot = self
-            .channels
-            .get(usize::from(channel))
-            .and_then(|c| c.as_ref())
-            .map(|c| c.state);
+        let slot = self.channels.state(channel);
         match (slot, method) {
             // A close-ok for a channel already gone (the answer to a close that crossed the
-            // client's own): RabbitMQ ignores it.
-            (None, Method::ChannelCloseOk(_)) => Ok(()),
+            // client's own) is ignored; on a number never opened RabbitMQ answers 504, as
+            // for any other method.
+            (None, Method::ChannelCloseOk(_)) if self.channels.crossed.contains(&channel) => {
+                self.channels.crossed.retain(|n| *n != channel);
+                Ok(())
+            }
             (None, Method::ChannelOpen(open)) => self.open(channel, open),
             (None, _) => Err(connection_fault!(CHANNEL_ERROR, "expected 'channel.open'")
                 .caused_by(class_id, method_id)),
@@ -71,6 +122,9 @@ impl Connection {
                 // Both sides closed at once: answer, and the channel is gone.
                 encode_method_frame(&mut self.output, channel, &ChannelCloseOk.into());
                 self.free_channel(channel);
+                if self.channels.crossed.len() < CROSSED_KEPT {
+                    self.channels.crossed.push(channel);
+                }
                 Ok(())
             }
             (Some(ChannelState::ClosingByServer | ChannelState::ClosingByPeer), _) => Ok(()),
@@ -78,24 +132,24 @@ impl Connection {
         }
     }
 
-    /// `channel.open` for a free channel number.
+    /// `channel.open` for a free channel number. RabbitMQ checks how many channels are open
+    /// against channel_max, not the number (any up to 65535 will do), and names no method.
     fn open(&mut self, channel: u16, open: ChannelOpen) -> Result<(), Fault> {
-        if channel > self.channel_max {
+        let open_now = self.channels.len();
+        if open_now >= usize::from(self.channel_max) {
             return Err(connection_fault!(
-                CHANNEL_ERROR,
-                "channel number {channel} exceeds channel_max {}",
+                NOT_ALLOWED,
+                "number of channels opened ({open_now}) has reached the negotiated channel_max ({})",
                 self.channel_max
-            )
-            .caused_by(ChannelOpen::CLASS_ID, ChannelOpen::METHOD_ID));
+            ));
         }
-        let idx = usize::from(channel);
-        if self.channels.len() <= idx {
-            self.channels.resize_with(idx + 1, || None);
-        }
-        self.channels[idx] = Some(Channel {
-            state: ChannelState::Open,
-            content: None,
-        });
+        self.channels.insert(
+            channel,
+            Channel {
+                state: ChannelState::Open,
+                content: None,
+            },
+        );
         self.commands.push_back(Command::Method {
             channel,
             method: Method::ChannelOpen(open),
@@ -110,13 +164,9 @@ impl Connection {
         let Some(ch) = self.open_channel(channel) else {
             return Ok(());
         };
-        if ch.content.is_some() {
-            return Err(connection_fault!(
-                UNEXPECTED_FRAME,
-                "expected content header for class 60, got non content header frame instead"
-            )
+        if let Some(content) = &ch.content {
             // RabbitMQ names the publish that was interrupted, not the interrupter.
-            .caused_by(BasicPublish::CLASS_ID, BasicPublish::METHOD_ID));
+            return Err(content.interrupted());
         }
         match m {
             Method::ChannelOpen(_) => Err(connection_fault!(
@@ -152,17 +202,17 @@ impl Connection {
     }
 
     pub(super) fn open_channel(&mut self, channel: u16) -> Option<&mut Channel> {
-        self.channels
-            .get_mut(usize::from(channel))
-            .and_then(|c| c.as_mut())
+        self.channels.get_mut(channel)
     }
 
     pub(super) fn free_channel(&mut self, channel: u16) {
-        if let Some(slot) = self.channels.get_mut(usize::from(channel)) {
-            *slot = None;
-        }
+        self.channels.remove(channel);
     }
 }
+
+/// At most this many crossed-close numbers are remembered (a client that never answers them
+/// must not grow the list).
+const CROSSED_KEPT: usize = 64;
 
 /// Methods a client may send on a channel; anything else is COMMAND_INVALID.
 fn is_client_method(m: &Method) -> bool {

@@ -7,8 +7,8 @@ use bytes::{Bytes, BytesMut};
 use super::channels::ChannelState;
 use super::{Connection, State};
 use crate::codec::{
-    encode_method_frame, BasicAck, BasicNack, BasicPublish, BasicReject, ConnectionBlocked,
-    ContentHeader,
+    check_properties, encode_method_frame, BasicAck, BasicNack, BasicPublish, BasicReject,
+    ConnectionBlocked, ContentHeader,
 };
 use crate::message::Message;
 use crate::reply::Fault;
@@ -23,6 +23,9 @@ pub(super) struct PendingContent {
     /// A lone body frame kept as-is, so single-frame messages are never copied.
     single: Option<Bytes>,
     received: u64,
+    /// Larger than max_message_size: its body frames are counted, not kept, and the publish
+    /// is refused once the last is in (RabbitMQ 3.10 refuses it only then).
+    oversized: bool,
 }
 
 impl PendingContent {
@@ -34,7 +37,25 @@ impl PendingContent {
             body: BytesMut::new(),
             single: None,
             received: 0,
+            oversized: false,
         }
+    }
+
+    /// What RabbitMQ says when a frame other than the next one of this content comes:
+    /// UNEXPECTED_FRAME, naming the publish.
+    pub(super) fn interrupted(&self) -> Fault {
+        let fault = if self.header.is_some() {
+            connection_fault!(
+                UNEXPECTED_FRAME,
+                "expected content body, got non content body frame instead"
+            )
+        } else {
+            connection_fault!(
+                UNEXPECTED_FRAME,
+                "expected content header for class 60, got non content header frame instead"
+            )
+        };
+        fault.caused_by(BasicPublish::CLASS_ID, BasicPublish::METHOD_ID)
     }
 }
 
@@ -64,32 +85,37 @@ impl Connection {
             return Ok(());
         };
         if pending.header.is_some() {
-            return Err(unexpected_content_frame());
+            return Err(pending.interrupted());
+        }
+        let class_id = payload
+            .first_chunk::<2>()
+            .map_or(0, |c| u16::from_be_bytes(*c));
+        let weight = payload
+            .get(2..4)
+            .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
+        if class_id != BasicPublish::CLASS_ID {
+            return Err(connection_fault!(
+                UNEXPECTED_FRAME,
+                "expected content header for class 60, got one for class {class_id} instead"
+            )
+            .caused_by(BasicPublish::CLASS_ID, BasicPublish::METHOD_ID));
+        }
+        if weight != 0 {
+            return Err(pending.interrupted());
         }
         let header = ContentHeader::decode(payload).map_err(|e| {
             Fault::connection(crate::reply::ReplyCode(e.reply_code()), format_args!("{e}"))
         })?;
-        if header.class_id != BasicPublish::CLASS_ID {
-            return Err(connection_fault!(
-                FRAME_ERROR,
-                "content header for class {} on a basic.publish",
-                header.class_id
-            ));
-        }
-        if header.body_size > max {
-            let size = header.body_size;
-            // A channel error: the channel closes and its body frames are dropped.
-            let fault = channel_fault!(
-                PRECONDITION_FAILED,
-                "message size {size} is larger than configured max size {max}"
-            )
-            .caused_by(BasicPublish::CLASS_ID, BasicPublish::METHOD_ID);
-            self.send_channel_close(channel, &fault);
-            // The broker must also forget the channel (requeue its unacked messages).
-            self.commands.push_back(Command::ChannelGone { channel });
-            return Ok(());
+        // Properties that do not decode close the connection before the message goes
+        // anywhere (RabbitMQ: 541, with no more said).
+        if check_properties(&header.properties).is_err() {
+            // Its text is the bare name: no " - " and nothing after.
+            let mut fault = connection_fault!(INTERNAL_ERROR, "");
+            fault.text = "INTERNAL_ERROR".into();
+            return Err(fault);
         }
         let body_size = header.body_size;
+        pending.oversized = body_size > max;
         pending.header = Some(header);
         if body_size == 0 {
             self.complete_publish(channel);
@@ -102,7 +128,7 @@ impl Connection {
             return Ok(());
         };
         let Some(size) = pending.header.as_ref().map(|h| h.body_size) else {
-            return Err(unexpected_content_frame());
+            return Err(pending.interrupted());
         };
         let len = payload.len() as u64;
         if pending.received + len > size {
@@ -112,7 +138,9 @@ impl Connection {
                 pending.received + len - size
             ));
         }
-        if pending.received == 0 && len == size {
+        if pending.oversized {
+            // Counted, never kept: a header may announce any size.
+        } else if pending.received == 0 && len == size {
             pending.single = Some(payload);
         } else {
             if pending.body.is_empty() {
@@ -138,6 +166,19 @@ impl Connection {
         let Some(header) = pending.header else {
             return;
         };
+        if pending.oversized {
+            let (size, max) = (header.body_size, self.config.max_message_size);
+            // A channel error: the channel closes.
+            let fault = channel_fault!(
+                PRECONDITION_FAILED,
+                "message size {size} is larger than configured max size {max}"
+            )
+            .caused_by(BasicPublish::CLASS_ID, BasicPublish::METHOD_ID);
+            self.send_channel_close(channel, &fault);
+            // The broker must also forget the channel (requeue its unacked messages).
+            self.commands.push_back(Command::ChannelGone { channel });
+            return;
+        }
         let body = match pending.single {
             Some(b) => b,
             None => pending.body.freeze(),

@@ -185,6 +185,10 @@ pub(super) fn method_decode_fault(e: &crate::codec::DecodeError, payload: &[u8])
         )
     });
     match (e, ids) {
+        // RabbitMQ checks every shortstr of a method and names no method.
+        (crate::codec::DecodeError::InvalidUtf8, _) => {
+            connection_fault!(FRAME_ERROR, "Malformed UTF-8 in shortstr")
+        }
         (crate::codec::DecodeError::UnknownMethod { .. }, _) | (_, None) => {
             Fault::connection(code, format_args!("{e}"))
         }

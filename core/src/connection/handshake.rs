@@ -89,6 +89,17 @@ impl Connection {
                 Ok(())
             }
             (State::PeerClosing, _) => Ok(()),
+            // The handshake again on a running connection: RabbitMQ's reader answers 504.
+            (
+                State::Running,
+                Method::ConnectionStartOk(_)
+                | Method::ConnectionSecureOk(_)
+                | Method::ConnectionTuneOk(_)
+                | Method::ConnectionOpen(_),
+            ) => Err(connection_fault!(
+                CHANNEL_ERROR,
+                "unexpected method in connection state running"
+            )),
             (State::Closing, Method::ConnectionCloseOk(_)) => {
                 self.state = State::Closed;
                 Ok(())
@@ -151,13 +162,16 @@ impl Connection {
         Ok(())
     }
 
-    /// The client's limits, each at most ours (0: ours).
+    /// The client's limits, each at most ours. The spec lets 0 mean "no limit"; RabbitMQ
+    /// 3.10 hangs up on a 0 frame_max or channel_max, and so do we.
     fn on_tune_ok(&mut self, ok: &ConnectionTuneOk) -> Result<(), Fault> {
-        let frame_max = if ok.frame_max == 0 {
-            self.config.frame_max
-        } else {
-            ok.frame_max
-        };
+        let frame_max = ok.frame_max;
+        if ok.channel_max == 0 {
+            return Err(connection_fault!(
+                NOT_ALLOWED,
+                "channel_max=0 is not allowed"
+            ));
+        }
         if frame_max < FRAME_MIN_SIZE {
             return Err(connection_fault!(
                 NOT_ALLOWED,
@@ -180,11 +194,7 @@ impl Connection {
             ));
         }
         self.frame_max = frame_max;
-        self.channel_max = if ok.channel_max == 0 {
-            self.config.channel_max
-        } else {
-            ok.channel_max
-        };
+        self.channel_max = ok.channel_max;
         self.heartbeat_ms = u64::from(ok.heartbeat) * 1000;
         self.state = State::Open;
         Ok(())

@@ -44,7 +44,7 @@ mod events;
 mod faults;
 mod handshake;
 
-use channels::Channel;
+use channels::Channels;
 use content::is_hot_method;
 use faults::{frame_decode_fault, method_decode_fault, ErlangBinary};
 
@@ -149,7 +149,7 @@ pub struct Connection {
     output: Vec<u8>,
     commands: VecDeque<Command>,
     /// Indexed by channel number; `None` = not open.
-    channels: Vec<Option<Channel>>,
+    channels: Channels,
     frame_max: u32,
     channel_max: u16,
     /// Negotiated heartbeat interval in milliseconds (0 = off).
@@ -192,7 +192,7 @@ impl Connection {
             input: BytesMut::new(),
             output: Vec::new(),
             commands: VecDeque::new(),
-            channels: Vec::new(),
+            channels: Channels::default(),
             frame_max,
             channel_max: 0,
             heartbeat_ms: 0,
