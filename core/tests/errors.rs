@@ -725,3 +725,35 @@ fn a_name_that_is_not_utf8_is_501_malformed_utf8() {
         )]
     );
 }
+
+/// basic.publish is the one method whose strings RabbitMQ does not check: an exchange named
+/// in bad UTF-8 is just not there (404), a routing key in bad UTF-8 routes nowhere.
+#[test]
+fn a_publish_naming_things_in_bad_utf8_is_not_an_error_of_framing() {
+    let mut w = World::new();
+    let c = w.connect_channel();
+    let publish = |exchange: &[u8], key: &[u8]| {
+        let mut payload = vec![0, 60, 0, 40, 0, 0, exchange.len() as u8];
+        payload.extend_from_slice(exchange);
+        payload.push(key.len() as u8);
+        payload.extend_from_slice(key);
+        payload.push(0);
+        [
+            raw_frame(FRAME_METHOD, 1, &payload),
+            header_frame(1, 1),
+            body_frame(1, b"x"),
+        ]
+        .concat()
+    };
+    assert_eq!(w.client(c).send_raw(&publish(b"", b"\xff\xfe")), vec![]);
+    assert_eq!(
+        w.client(c).send_raw(&publish(b"\xff\xfe", b"k")),
+        vec![channel_close(
+            1,
+            404,
+            "NOT_FOUND - no exchange '\u{fffd}\u{fffd}' in vhost '/'",
+            60,
+            40
+        )]
+    );
+}

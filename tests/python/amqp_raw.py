@@ -115,7 +115,8 @@ class Reader:
         return self.unpack(">Q")[0]
 
     def shortstr(self):
-        return self.take(self.octet()).decode()
+        # RabbitMQ quotes names it was sent as they came, UTF-8 or not.
+        return self.take(self.octet()).decode(errors="replace")
 
     def longstr(self):
         return self.take(self.long())

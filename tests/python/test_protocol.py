@@ -523,3 +523,27 @@ def test_malformed_utf8_in_a_queue_name_gets_501(rc, broker):
                   struct.pack(">H", 0) + b"\x02\xff\xfe" + struct.pack(">BI", 4, 0))
     assert c.expect_connection_close() == (
         501, "FRAME_ERROR - Malformed UTF-8 in shortstr", 0, 0)
+
+
+def test_malformed_publish_to_an_exchange_named_in_bad_utf8_gets_404(rc, broker):
+    """basic.publish is the one method whose strings RabbitMQ does not check: such an exchange
+    is just not found (RabbitMQ quotes the raw bytes; Warren replaces the bad sequences)."""
+    c = opened(rc, broker)
+    c.open_channel(1)
+    c.send_method(1, raw.BASIC_PUBLISH, struct.pack(">H", 0) + b"\x02\xff\xfe" + raw.shortstr("k") + b"\x00")
+    c.send(raw.content_header_frame(1, 1))
+    c.send(raw.body_frame(1, b"x"))
+    f = c.read_method()
+    assert f.method == raw.CHANNEL_CLOSE
+    assert raw.decode_close(f) == (
+        404, "NOT_FOUND - no exchange '\ufffd\ufffd' in vhost '%s'" % broker.vhost, 60, 40)
+
+
+def test_malformed_publish_with_a_routing_key_in_bad_utf8_routes_nowhere(rc, broker):
+    c = opened(rc, broker)
+    c.open_channel(1)
+    c.send_method(1, raw.BASIC_PUBLISH, struct.pack(">H", 0) + raw.shortstr("") + b"\x02\xff\xfe\x00")
+    c.send(raw.content_header_frame(1, 1))
+    c.send(raw.body_frame(1, b"x"))
+    c.send_method(1, raw.QUEUE_DECLARE, raw.queue_declare_args("", exclusive=True))
+    c.expect_method(raw.QUEUE_DECLARE_OK)

@@ -31,8 +31,8 @@ use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
 
 use crate::codec::{
-    decode_frame, encode_heartbeat, Frame, FrameKind, Method, ShortStr, FRAME_BODY, FRAME_HEADER,
-    FRAME_HEARTBEAT, FRAME_METHOD, FRAME_OVERHEAD,
+    decode_frame, encode_heartbeat, BasicPublish, Frame, FrameKind, Method, ShortStr, FRAME_BODY,
+    FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_OVERHEAD,
 };
 use crate::connection_fault;
 use crate::reply::Fault;
@@ -450,8 +450,9 @@ impl Connection {
                 } else {
                     Bytes::copy_from_slice(&payload)
                 };
-                let method =
-                    Method::decode(&payload).map_err(|e| method_decode_fault(&e, &payload))?;
+                let method = Method::decode(&payload)
+                    .or_else(|e| publish_with_bytes_as_names(&payload).ok_or(e))
+                    .map_err(|e| method_decode_fault(&e, &payload))?;
                 if channel == 0 {
                     self.handle_connection_method(method)
                 } else {
@@ -483,6 +484,43 @@ impl Connection {
             self.commands.push_back(Command::Close);
         }
     }
+}
+
+/// A `basic.publish` whose exchange or routing key is not UTF-8. RabbitMQ checks the strings
+/// of every method but this one: such an exchange is simply not found (404), such a key routes
+/// nowhere. Names here are UTF-8, so the bad sequences are replaced (no exchange declared by a
+/// client can have the bytes sent) and the publish goes on as any other. `None` if the
+/// payload is not a publish or is malformed otherwise.
+fn publish_with_bytes_as_names(payload: &[u8]) -> Option<Method> {
+    let rest = payload.strip_prefix(&[0, 60, 0, 40][..])?;
+    let (reserved, rest) = rest.split_first_chunk::<2>()?;
+    let (exchange, rest) = lossy_shortstr(rest)?;
+    let (routing_key, rest) = lossy_shortstr(rest)?;
+    let [bits] = rest else {
+        return None;
+    };
+    Some(Method::BasicPublish(BasicPublish {
+        reserved_1: u16::from_be_bytes(*reserved),
+        exchange,
+        routing_key,
+        mandatory: bits & 1 != 0,
+        immediate: bits & 2 != 0,
+    }))
+}
+
+/// A shortstr and what follows it, with bad UTF-8 replaced (cut to 255 bytes).
+fn lossy_shortstr(bytes: &[u8]) -> Option<(ShortStr, &[u8])> {
+    let (len, rest) = bytes.split_first()?;
+    let len = usize::from(*len);
+    if rest.len() < len {
+        return None;
+    }
+    let lossy = alloc::string::String::from_utf8_lossy(&rest[..len]);
+    let mut end = lossy.len().min(255);
+    while !lossy.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some((ShortStr::from(&lossy[..end]), &rest[len..]))
 }
 
 /// Frame overhead is part of frame_max; the largest body chunk per frame.
