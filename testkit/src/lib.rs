@@ -21,6 +21,7 @@
 
 mod client;
 mod frames;
+pub mod fuzz;
 mod storage;
 mod world;
 
