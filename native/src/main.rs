@@ -3,6 +3,7 @@
 mod alarms;
 mod disk;
 mod memory;
+mod trim;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -255,6 +256,7 @@ async fn serve(
         args.vm_memory_high_watermark_paging_ratio,
         std::time::Duration::from_millis(500),
     ));
+    tokio::spawn(trim::give_back(std::time::Duration::from_secs(1)));
     tokio::spawn(disk::monitor(
         alarms,
         args.data_dir.clone(),

@@ -8,7 +8,7 @@ with WARREN_BIN."""
 import pika
 import pytest
 
-from conftest import own_warren
+from conftest import WarrenProcess, own_warren
 from helpers import pump_until
 
 
@@ -60,3 +60,58 @@ def test_publisher_gets_connection_blocked_when_the_disk_is_low():
     # No disk has an exabyte free: the alarm is on from the first check.
     with own_warren("--disk-free-limit", str(10 ** 18)) as (port, _proc):
         assert blocked_reasons(port) == ["low on disk"]
+
+
+def test_the_memory_alarm_clears_once_a_burst_is_gone():
+    """A burst of small messages far over the watermark, then its queue deleted: the broker
+    gives the freed memory back to the system (glibc's allocator keeps it otherwise, and the
+    alarm reads resident memory: a build without that kept 330 MB resident after this burst,
+    and its alarm on for good), so the alarm clears within seconds.
+    A priority queue never pages, so the burst stays in memory until it is deleted."""
+    import socket
+    import struct
+    import threading
+    import time
+
+    import amqp_raw as raw
+
+    w = WarrenProcess("--vm-memory-high-watermark-absolute", str(80_000_000)).start()
+    try:
+        c = raw.RawConnection("127.0.0.1", w.port, timeout=60)
+        c.handshake("guest", "guest", "/")
+        c.open_channel(1)
+        c.send_method(1, raw.QUEUE_DECLARE,
+                      raw.queue_declare_args("burst", arguments={"x-max-priority": 5}))
+        c.expect_method(raw.QUEUE_DECLARE_OK)
+        one = (raw.method_frame(1, raw.BASIC_PUBLISH, raw.basic_publish_args("", "burst"))
+               + raw.content_header_frame(1, 64) + raw.body_frame(1, b"." * 64))
+        burst = one * 300_000
+
+        def send():
+            # Blocks while the alarm holds the connection unread; goes on once it clears.
+            try:
+                c.send(burst)
+            except OSError:
+                pass
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+
+        wait_for_log(w, "resource alarm set", 30)
+        admin = pika.BlockingConnection(w.params())
+        admin.channel().queue_delete("burst")
+        admin.close()
+        wait_for_log(w, "resource alarm cleared", 15)
+        sender.join(30)
+        assert not sender.is_alive(), "the publisher was never read again"
+        c.close()
+    finally:
+        w.stop()
+
+
+def wait_for_log(w, text, timeout):
+    import time
+    deadline = time.monotonic() + timeout
+    while text not in w.log():
+        if time.monotonic() > deadline:
+            raise AssertionError("no %r in the broker log within %ss:\n%s" % (text, timeout, w.log()))
+        time.sleep(0.1)
