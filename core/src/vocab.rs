@@ -115,6 +115,11 @@ pub enum Event {
     ResourceAlarm {
         reason: Option<ShortStr>,
     },
+    /// Publisher flow control: stop reading this connection (`hold`) until told otherwise,
+    /// because a queue it publishes into is behind its consumers (nothing goes to the client).
+    Flow {
+        hold: bool,
+    },
 }
 
 /// The flags of a `basic.publish` (the rest of it travels in the [`Message`]).

@@ -110,6 +110,10 @@ struct ServerArgs {
     /// disk until consumers reach them.
     #[arg(long, value_name = "MESSAGES", default_value_t = warren_core::broker::Window::default().messages)]
     queue_window: usize,
+    /// Publisher flow control: past this many messages in a queue that a consumer is taking
+    /// from, its publishers are read only as fast as the consumers keep up (0 turns it off).
+    #[arg(long, value_name = "MESSAGES", default_value_t = BrokerConfig::default().flow_backlog)]
+    flow_backlog: usize,
     /// Body bytes of a queue kept in memory (the window ends at whichever limit comes first).
     #[arg(long, value_name = "BYTES", default_value_t = warren_core::broker::Window::default().bytes)]
     queue_window_bytes: u64,
@@ -135,6 +139,7 @@ fn main() -> anyhow::Result<()> {
     let broker = Broker::new(
         BrokerConfig {
             queue_window: queue_window(&args),
+            flow_backlog: args.flow_backlog,
             ..BrokerConfig::default()
         },
         Box::new(StaticUsers::with_guest()),

@@ -673,6 +673,8 @@ pub struct Model {
     /// Counters, for the report.
     pub delivered: u64,
     pub confirmed: u64,
+    /// Publishers held by flow control.
+    pub flow_holds: u64,
     pub errors: u64,
     pub published: u64,
     pub routed: u64,
@@ -710,6 +712,7 @@ impl Model {
             placeholder: 0,
             delivered: 0,
             confirmed: 0,
+            flow_holds: 0,
             errors: 0,
             published: 0,
             routed: 0,
@@ -2075,6 +2078,10 @@ impl Model {
                 }));
             }
             Event::ResourceAlarm { .. } => return Ok(None),
+            Event::Flow { hold } => {
+                self.flow_holds += u64::from(*hold);
+                return Ok(None);
+            }
             _ => {}
         }
         let Some(i) = self.exp.iter().position(|(c, _, done)| *c == conn && !done) else {

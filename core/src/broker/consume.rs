@@ -189,6 +189,8 @@ impl Broker {
             self.reply(conn, channel, BasicGetEmpty::default());
             return Ok(());
         };
+        q.delivered += 1;
+        q.last_delivery_ms = *now_ms;
         let ch = conns
             .get_mut(&conn)
             .and_then(|c| c.channels.get_mut(&channel))
@@ -291,7 +293,11 @@ impl Broker {
             q.next_consumer = (idx + 1) % q.consumers.len();
             let Some(qm) = q.pop_front() else { break };
             match hand_over(q, idx, qm, conns, &mut **storage) {
-                Some(delivery) => events.push_back(delivery),
+                Some(delivery) => {
+                    events.push_back(delivery);
+                    q.delivered += 1;
+                    q.last_delivery_ms = now;
+                }
                 None => break,
             }
         }

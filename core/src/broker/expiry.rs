@@ -31,6 +31,7 @@ impl Broker {
     /// messages at queue heads and deletes queues unused past their `x-expires`.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
+        self.release_flow();
         if self.timed.is_empty() {
             return;
         }
@@ -55,7 +56,7 @@ impl Broker {
 
     /// When `handle_timeout` next has something to do, if ever.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let mut next: Option<u64> = None;
+        let mut next: Option<u64> = self.flow_timeout();
         for id in &self.timed {
             let Some(q) = self.queues.get(id) else {
                 continue;

@@ -18,6 +18,7 @@ impl Broker {
         }
         self.storage.flush();
         self.page_round();
+        self.release_flow();
     }
 
     /// Saves again every stored message the broker holds whose id is in `wanted` (sorted):

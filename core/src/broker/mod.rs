@@ -61,6 +61,9 @@ pub struct BrokerConfig {
     /// How much of a queue stays in memory when the store can hold the rest
     /// ([`Storage::can_page`]).
     pub queue_window: Window,
+    /// Messages in a queue past which its publishers are read more slowly while a consumer
+    /// takes from it (publisher flow control, `flow.rs`); 0 turns it off.
+    pub flow_backlog: usize,
 }
 
 impl Default for BrokerConfig {
@@ -68,6 +71,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             seed: 0x5741_5252_454e_0001,
             queue_window: Window::default(),
+            flow_backlog: 10_000,
         }
     }
 }
@@ -139,8 +143,13 @@ pub struct Broker {
     /// Memory runs short: queues that are not durable page too (see
     /// [`Broker::set_memory_pressure`]).
     memory_pressure: bool,
+    /// Publisher flow control (`flow.rs`): the backlog that holds publishers (0: off), and the
+    /// connections held.
+    flow_backlog: usize,
+    flow_holds: flow::Holds,
 }
 
+mod flow;
 mod names;
 
 impl Broker {
@@ -175,6 +184,8 @@ impl Broker {
             paging: Default::default(),
             page_scratch: Vec::new(),
             memory_pressure: false,
+            flow_backlog: config.flow_backlog,
+            flow_holds: Map::default(),
         };
         broker.add_vhost("/");
         broker.recover();
@@ -584,6 +595,7 @@ impl Broker {
             return;
         };
         self.held.forget(conn);
+        self.forget_flow(conn);
         let mut channels: Vec<(u16, Channel)> = c.channels.drain().collect();
         channels.sort_by_key(|(n, _)| *n);
         for (n, ch) in channels {

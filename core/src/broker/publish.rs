@@ -106,6 +106,7 @@ impl Broker {
             }
             for &q in queues {
                 rejected |= !self.enqueue(q, message.clone(), false);
+                self.check_flow(conn, q);
             }
         }
         if let Some(seq) = seq {

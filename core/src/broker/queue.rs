@@ -164,6 +164,10 @@ pub struct Queue {
     /// It has written messages to the store though it is not a durable queue (spilled under
     /// memory pressure): the store must hear when it goes.
     pub(super) spilled: bool,
+    /// Messages handed to consumers and `basic.get` so far, and when the last went (broker
+    /// time): what publisher flow control watches (`flow.rs`).
+    pub(super) delivered: u64,
+    pub(super) last_delivery_ms: u64,
 }
 
 impl Queue {
@@ -220,6 +224,8 @@ impl Queue {
             window: None,
             paging: None,
             spilled: false,
+            delivered: 0,
+            last_delivery_ms: 0,
         }
     }
 

@@ -43,6 +43,7 @@ impl Connection {
                 self.send_connection_close(&fault, now_ms);
             }
             Event::ResourceAlarm { reason } => self.on_resource_alarm(reason, now_ms),
+            Event::Flow { hold } => self.on_flow(hold, now_ms),
         }
         if self.output.len() != before {
             self.last_send_ms = now_ms;
@@ -160,6 +161,19 @@ impl Connection {
         }
     }
 
+    /// Publisher flow control: input waits while held (the broker counts on no more commands
+    /// from here until it lets go), then what was buffered is read.
+    fn on_flow(&mut self, hold: bool, now_ms: u64) {
+        let was = self.flow_held;
+        self.flow_held = hold;
+        if was && !hold {
+            self.last_recv_ms = now_ms;
+            if !self.blocked {
+                self.resume_input(now_ms);
+            }
+        }
+    }
+
     fn on_resource_alarm(&mut self, reason: Option<ShortStr>, now_ms: u64) {
         self.alarm = reason;
         if self.alarm.is_none() && self.blocked {
@@ -169,7 +183,9 @@ impl Connection {
             if self.capabilities.connection_blocked && self.state == State::Running {
                 encode_method_frame(&mut self.output, 0, &ConnectionUnblocked.into());
             }
-            self.resume_input(now_ms);
+            if !self.flow_held {
+                self.resume_input(now_ms);
+            }
         }
     }
 }

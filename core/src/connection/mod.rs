@@ -165,6 +165,8 @@ pub struct Connection {
     alarm: Option<ShortStr>,
     /// Publishing under an alarm stops reading from this peer until the alarm clears.
     blocked: bool,
+    /// Held by publisher flow control: not read until the broker lets go.
+    flow_held: bool,
     /// We answered the peer's `connection.close` with `close-ok`: the socket is the peer's
     /// to close.
     answered_close: bool,
@@ -203,6 +205,7 @@ impl Connection {
             username: String::new(),
             alarm: None,
             blocked: false,
+            flow_held: false,
         }
     }
 
@@ -240,6 +243,7 @@ impl Connection {
             self.state,
             State::Closed | State::Login | State::OpenOk | State::PeerClosing
         ) && !self.blocked
+            && !self.flow_held
         {
             match decode_frame(&mut self.input, self.frame_max) {
                 Ok(Some(frame)) => {
@@ -262,10 +266,12 @@ impl Connection {
         }
     }
 
-    /// False while the connection is blocked by a resource alarm: the adapter must stop reading
-    /// from the socket (TCP backpressure then pauses the publisher), as RabbitMQ does.
+    /// False while the connection is blocked by a resource alarm or held by publisher flow
+    /// control: the adapter must stop reading from the socket (TCP backpressure then pauses
+    /// the publisher), as RabbitMQ does.
     pub fn wants_input(&self) -> bool {
         !self.blocked
+            && !self.flow_held
             && !matches!(
                 self.state,
                 State::Closed | State::Login | State::OpenOk | State::PeerClosing
@@ -286,7 +292,7 @@ impl Connection {
         if self.heartbeat_ms == 0 || self.state != State::Running {
             return;
         }
-        if self.blocked {
+        if self.blocked || self.flow_held {
             // We are not reading, so the peer's heartbeats go unseen; keep ours going.
             self.last_recv_ms = now_ms;
         }

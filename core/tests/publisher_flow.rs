@@ -1,0 +1,126 @@
+//! Publisher flow control (`broker/flow.rs`): when a queue's consumer falls behind, the
+//! connections publishing into it are read only as fast as the consumer takes messages, as
+//! RabbitMQ's credit flow does; a queue nobody consumes from never slows its publishers.
+
+mod support;
+
+use support::*;
+use warren_core::broker::BrokerConfig;
+use warren_core::codec::{BasicProperties, BasicPublish};
+
+const BACKLOG: usize = 10;
+
+fn world() -> World {
+    let mut w = World::with_config(
+        SharedStorage::new(Default::default()),
+        BrokerConfig {
+            flow_backlog: BACKLOG,
+            ..BrokerConfig::default()
+        },
+    );
+    w.conn_config.heartbeat = 0;
+    w
+}
+
+/// `n` publishes to queue `q`, numbered from `from`, sent in one write.
+fn publishes(from: usize, n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in from..from + n {
+        encode_publish(
+            &mut out,
+            1,
+            BasicPublish {
+                routing_key: "q".into(),
+                ..Default::default()
+            },
+            &BasicProperties::default(),
+            format!("m{i}").as_bytes(),
+            131_072,
+        );
+    }
+    out
+}
+
+/// Messages in `q`: ready plus delivered and not acked.
+fn in_queue(w: &World) -> usize {
+    let q = w.broker().queue("/", "q").expect("declared");
+    q.len() + q.unacked()
+}
+
+#[test]
+fn a_publisher_into_a_queue_whose_consumer_falls_behind_waits_for_it() {
+    let mut w = world();
+    let consumer = w.connect_channel();
+    w.client(consumer).declare_queue(1, "q");
+    w.client(consumer).qos(1, 5, false);
+    w.client(consumer).consume(1, "q", "c");
+    let publisher = w.connect_channel();
+
+    // The first burst goes in whole; the queue is then behind its consumer, and the
+    // publisher is held (nothing tells the client: it is just not read).
+    assert_eq!(w.client(publisher).send_raw(&publishes(0, 30)), vec![]);
+    assert_eq!(in_queue(&w), 30);
+    assert!(w.broker().holds_publishers());
+    assert_eq!(w.client(publisher).send_raw(&publishes(30, 5)), vec![]);
+    assert_eq!(in_queue(&w), 30, "the held publisher is not read");
+
+    // The consumer acks what it got, and gets more: once it has taken half as many as the
+    // publisher put in since the hold, the publisher is read again.
+    let mut taken = 5;
+    while w.broker().holds_publishers() {
+        w.client(consumer).ack(1, taken, true);
+        taken += 5;
+        assert!(taken < 40, "never let go");
+    }
+    assert_eq!(
+        in_queue(&w) + taken as usize - 5,
+        35,
+        "the 5 waiting publishes went in"
+    );
+}
+
+#[test]
+fn a_queue_nobody_consumes_from_never_holds_its_publishers() {
+    let mut w = world();
+    let publisher = w.connect_channel();
+    w.client(publisher).declare_queue(1, "q");
+    w.client(publisher).send_raw(&publishes(0, 100));
+    assert_eq!(in_queue(&w), 100);
+    assert!(!w.broker().holds_publishers());
+}
+
+#[test]
+fn a_consumer_that_stops_taking_lets_the_publisher_go_after_a_moment() {
+    let mut w = world();
+    let consumer = w.connect_channel();
+    w.client(consumer).declare_queue(1, "q");
+    w.client(consumer).qos(1, 5, false);
+    w.client(consumer).consume(1, "q", "c");
+    let publisher = w.connect_channel();
+    w.client(publisher).send_raw(&publishes(0, 30));
+    assert!(w.broker().holds_publishers());
+    w.client(publisher).send_raw(&publishes(30, 5));
+    // The consumer never acks: after 100 ms without a delivery the queue is not "behind a
+    // consumer" any more, and the publisher is read again.
+    w.advance(200);
+    assert!(!w.broker().holds_publishers());
+    assert_eq!(in_queue(&w), 35);
+    // And it is not held again while the consumer stays stuck.
+    w.client(publisher).send_raw(&publishes(35, 5));
+    assert_eq!(in_queue(&w), 40);
+    assert!(!w.broker().holds_publishers());
+}
+
+#[test]
+fn a_connection_consuming_from_the_queue_is_never_held() {
+    let mut w = world();
+    let both = w.connect_channel();
+    w.client(both).declare_queue(1, "q");
+    w.client(both).qos(1, 5, false);
+    w.client(both).consume(1, "q", "c");
+    w.client(both).send_raw(&publishes(0, 30));
+    assert!(
+        !w.broker().holds_publishers(),
+        "its acks must still be read"
+    );
+}
