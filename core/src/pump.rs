@@ -314,7 +314,12 @@ impl<O: Observer> Pump<O> {
                 let Some(slot) = self.conns.get_mut(&id) else {
                     continue;
                 };
-                while let Some(command) = slot.conn.poll_command() {
+                // A connection held by publisher flow control keeps its commands until let go
+                // (the release is an event to it, which touches it again).
+                while !self.broker.is_holding(id) {
+                    let Some(command) = slot.conn.poll_command() else {
+                        break;
+                    };
                     self.observer.on_command(id, &command);
                     self.broker.handle(now, id, command);
                     commands = true;

@@ -344,6 +344,9 @@ struct MConn {
     /// It published during the memory alarm: the connection reads nothing more until the
     /// alarm clears.
     blocked: bool,
+    /// Publisher flow control held it during this alarm: commands it had read before the hold
+    /// (and so before it blocked) reach the broker after it, so `blocked` cannot be checked.
+    flow_held: bool,
 }
 
 /// What the broker must emit for the command being handled.
@@ -754,7 +757,7 @@ impl Model {
         self.exp.clear();
         if let Some(c) = self.conns.get_mut(&conn) {
             let read = matches!(cmd, Cmd::Method { .. } | Cmd::Publish { .. });
-            if read && c.blocked {
+            if read && c.blocked && !c.flow_held {
                 self.late = Some(format!(
                     "connection {} was read while blocked by the memory alarm: {cmd:?}",
                     conn.0
@@ -775,6 +778,7 @@ impl Model {
                         channels: BTreeMap::new(),
                         exclusive: Vec::new(),
                         blocked: false,
+                        flow_held: false,
                     },
                 );
                 self.expect(conn, Exp::LoginOk);
@@ -854,6 +858,7 @@ impl Model {
         if !on {
             for c in self.conns.values_mut() {
                 c.blocked = false;
+                c.flow_held = false;
             }
         }
     }
@@ -2080,6 +2085,9 @@ impl Model {
             Event::ResourceAlarm { .. } => return Ok(None),
             Event::Flow { hold } => {
                 self.flow_holds += u64::from(*hold);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.flow_held |= *hold;
+                }
                 return Ok(None);
             }
             _ => {}

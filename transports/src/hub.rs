@@ -10,7 +10,7 @@
 //! commands queue behind a few of its batches, not behind the whole inbox (RabbitMQ's credit
 //! flow does the same between its processes).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -178,6 +178,8 @@ async fn run(
     let mut conns: HashMap<ConnId, mpsc::UnboundedSender<EventBatch>> = HashMap::new();
     let mut inbox = Vec::with_capacity(256);
     let mut outbox: HashMap<ConnId, EventBatch> = HashMap::new();
+    let mut held = Held::new();
+    let mut closed: Vec<ConnId> = Vec::new();
     loop {
         // Sleep until a command arrives or the broker has something due (TTLs, expiry).
         let deadline = broker.poll_timeout();
@@ -232,26 +234,99 @@ async fn run(
                     deliver(&conns, &mut outbox);
                     let _ = done.send(());
                 }
-                HubMsg::Commands(id, commands, _credit) => {
-                    let mut closed = false;
-                    for command in commands {
-                        closed |= matches!(command, Command::Close);
-                        broker.handle(round_now, id, command);
+                HubMsg::Commands(id, commands, credit) => {
+                    let mut commands = VecDeque::from(commands);
+                    if held.contains_key(&id) || broker.is_holding(id) {
+                        held.entry(id).or_default().push_back((commands, credit));
+                        continue;
                     }
-                    if closed {
-                        // Flush what the broker still had for it, then forget it.
-                        collect(&mut broker, &mut outbox);
-                        deliver(&conns, &mut outbox);
-                        conns.remove(&id);
+                    match run_batch(&mut broker, round_now, id, &mut commands) {
+                        Ran::Closed => closed.push(id),
+                        Ran::Held => held.entry(id).or_default().push_back((commands, credit)),
+                        Ran::Done => {}
                     }
                 }
             }
         }
         // The round's writes go to the store's writer together: one sync for all of them.
-        broker.flush_storage();
+        // Connections publisher flow control let go (at the timer, or as the round delivered)
+        // have what they sent meanwhile run first, in order, and its writes flushed too.
+        loop {
+            release_held(&mut broker, round_now, &mut held, &mut closed);
+            broker.flush_storage();
+            if !held.keys().any(|id| !broker.is_holding(*id)) {
+                break;
+            }
+        }
+        for id in std::mem::take(&mut closed) {
+            // Flush what the broker still had for it, then forget it.
+            collect(&mut broker, &mut outbox);
+            deliver(&conns, &mut outbox);
+            conns.remove(&id);
+        }
         collect(&mut broker, &mut outbox);
         deliver(&conns, &mut outbox);
         live.store(conns.len(), Ordering::Release);
+    }
+}
+
+/// Commands a connection sent while publisher flow control held it, with the credit that lets
+/// it send more (so a held connection soon stops sending), kept until the broker lets it go.
+type Held = HashMap<ConnId, VecDeque<(VecDeque<Command>, Option<OwnedSemaphorePermit>)>>;
+
+/// How handing a batch to the broker ended.
+enum Ran {
+    /// Every command went in.
+    Done,
+    /// The broker held the connection part way: the rest is left in the batch.
+    Held,
+    /// The connection's close went in: it is over.
+    Closed,
+}
+
+/// Hands `commands` to the broker in order until they are all in, the broker holds the
+/// connection, or it closes.
+fn run_batch(broker: &mut Broker, now: u64, id: ConnId, commands: &mut VecDeque<Command>) -> Ran {
+    while let Some(command) = commands.pop_front() {
+        let close = matches!(command, Command::Close);
+        broker.handle(now, id, command);
+        if close {
+            return Ran::Closed;
+        }
+        if !commands.is_empty() && broker.is_holding(id) {
+            return Ran::Held;
+        }
+    }
+    Ran::Done
+}
+
+/// Runs what the connections no longer held had sent while they were.
+fn release_held(broker: &mut Broker, now: u64, held: &mut Held, closed: &mut Vec<ConnId>) {
+    if held.is_empty() {
+        return;
+    }
+    let mut ids: Vec<ConnId> = held.keys().copied().collect();
+    ids.sort();
+    for id in ids {
+        let Some(waiting) = held.get_mut(&id) else {
+            continue;
+        };
+        while !broker.is_holding(id) {
+            let Some((mut commands, credit)) = waiting.pop_front() else {
+                break;
+            };
+            match run_batch(broker, now, id, &mut commands) {
+                Ran::Done => {}
+                Ran::Held => waiting.push_front((commands, credit)),
+                Ran::Closed => {
+                    waiting.clear();
+                    closed.push(id);
+                }
+            }
+        }
+        if waiting.is_empty() {
+            held.remove(&id);
+        }
     }
 }
 

@@ -9,7 +9,9 @@
 //! since (so the consumers get at least half the publishers' rate), when the queue stops
 //! delivering, loses its consumers or goes, or after [`MAX_HOLD_MS`] at the latest. A queue
 //! nobody consumes from never holds anyone: a backlog builds as fast as publishers can send.
-//! As in RabbitMQ, the hold is on the whole connection, acks included.
+//! As in RabbitMQ, the hold is on the whole connection, acks included. Commands the connection
+//! had sent before it heard of the hold wait with the host ([`Broker::is_holding`]): the
+//! pump leaves them in the connection, the native hub keeps the batches (and their credit).
 
 use super::{Broker, Map, QueueId};
 use crate::vocab::{ConnId, Event};
@@ -115,6 +117,13 @@ impl Broker {
                 idle.min(h.deadline_ms)
             })
             .min()
+    }
+
+    /// Whether connection `conn` is held: hosts hand the broker none of its commands until it
+    /// is let go (the ones it had already sent wait, in order, with the host).
+    #[inline]
+    pub fn is_holding(&self, conn: ConnId) -> bool {
+        !self.flow_holds.is_empty() && self.flow_holds.contains_key(&conn)
     }
 
     /// Whether any connection is held by publisher flow control.
