@@ -6,6 +6,9 @@ use alloc::vec::Vec;
 
 use super::queue::QueuedMessage;
 
+/// Messages of capacity an empty lane keeps (see `Ready::shrink_if_large`).
+const KEEP_CAPACITY: usize = 1024;
+
 #[derive(Debug)]
 pub struct Ready {
     /// Index = priority level; a plain queue has one lane.
@@ -68,7 +71,21 @@ impl Ready {
         let m = self.lanes.iter_mut().rev().find_map(|l| l.pop_front())?;
         self.len -= 1;
         self.bytes -= m.message.body().len() as u64;
+        if self.len == 0 {
+            self.shrink_if_large();
+        }
         Some(m)
+    }
+
+    /// An empty queue gives back what a burst grew its lanes to (a million messages leave
+    /// 48 MB of capacity behind otherwise); a small one keeps it, so a queue that fills and
+    /// empties all day does not allocate each time.
+    fn shrink_if_large(&mut self) {
+        for lane in &mut self.lanes {
+            if lane.capacity() > KEEP_CAPACITY {
+                lane.shrink_to(KEEP_CAPACITY);
+            }
+        }
     }
 
     /// Removes and returns the messages after the first `keep_messages`, or after as many as
@@ -107,15 +124,69 @@ impl Ready {
     pub fn drain(&mut self) -> Vec<QueuedMessage> {
         self.len = 0;
         self.bytes = 0;
-        self.lanes
+        let all = self
+            .lanes
             .iter_mut()
             .rev()
             .flat_map(|l| l.drain(..))
-            .collect()
+            .collect();
+        self.shrink_if_large();
+        all
     }
 
     fn account_in(&mut self, m: &QueuedMessage) {
         self.len += 1;
         self.bytes += m.message.body().len() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+    use bytes::Bytes;
+
+    fn queued(i: u64) -> QueuedMessage {
+        QueuedMessage {
+            message: Message::new(
+                "".into(),
+                "q".into(),
+                Bytes::from_static(&[0, 0]),
+                Bytes::from_static(b"x"),
+            ),
+            redelivered: false,
+            deliveries: 0,
+            store_id: 0,
+            expires_at: super::super::queue::NEVER,
+            seq: i,
+        }
+    }
+
+    #[test]
+    fn an_emptied_queue_gives_back_what_a_burst_grew_it_to() {
+        for max_priority in [None, Some(3)] {
+            let mut r = Ready::new(max_priority);
+            for i in 0..100_000 {
+                r.push_back(queued(i));
+            }
+            while r.pop_front().is_some() {}
+            assert!(r.lanes.iter().all(|l| l.capacity() <= KEEP_CAPACITY));
+            for i in 0..100_000 {
+                r.push_back(queued(i));
+            }
+            assert_eq!(r.drain().len(), 100_000);
+            assert!(r.lanes.iter().all(|l| l.capacity() <= KEEP_CAPACITY));
+        }
+    }
+
+    #[test]
+    fn a_small_queue_keeps_its_capacity() {
+        let mut r = Ready::new(None);
+        for i in 0..500 {
+            r.push_back(queued(i));
+        }
+        let before = r.lanes[0].capacity();
+        while r.pop_front().is_some() {}
+        assert_eq!(r.lanes[0].capacity(), before);
     }
 }
