@@ -41,6 +41,15 @@ fn publishes(from: usize, n: usize) -> Vec<u8> {
     out
 }
 
+/// A connection that declared `q` and consumes from it with manual acks, prefetch 5.
+fn consumer_of_q(w: &mut World) -> Cid {
+    let c = w.connect_channel();
+    w.client(c).declare_queue(1, "q");
+    w.client(c).qos(1, 5, false);
+    w.client(c).consume(1, "q", "c");
+    c
+}
+
 /// Messages in `q`: ready plus delivered and not acked.
 fn in_queue(w: &World) -> usize {
     let q = w.broker().queue("/", "q").expect("declared");
@@ -50,10 +59,7 @@ fn in_queue(w: &World) -> usize {
 #[test]
 fn a_publisher_into_a_queue_whose_consumer_falls_behind_waits_for_it() {
     let mut w = world();
-    let consumer = w.connect_channel();
-    w.client(consumer).declare_queue(1, "q");
-    w.client(consumer).qos(1, 5, false);
-    w.client(consumer).consume(1, "q", "c");
+    let consumer = consumer_of_q(&mut w);
     let publisher = w.connect_channel();
 
     // The burst goes in until the queue is behind its consumer; then the publisher is held
@@ -93,10 +99,7 @@ fn a_queue_nobody_consumes_from_never_holds_its_publishers() {
 #[test]
 fn a_consumer_that_stops_taking_lets_the_publisher_go_after_a_moment() {
     let mut w = world();
-    let consumer = w.connect_channel();
-    w.client(consumer).declare_queue(1, "q");
-    w.client(consumer).qos(1, 5, false);
-    w.client(consumer).consume(1, "q", "c");
+    consumer_of_q(&mut w);
     let publisher = w.connect_channel();
     w.client(publisher).send_raw(&publishes(0, 30));
     assert!(w.broker().holds_publishers());
@@ -116,10 +119,7 @@ fn a_consumer_that_stops_taking_lets_the_publisher_go_after_a_moment() {
 #[test]
 fn a_connection_consuming_from_the_queue_is_never_held() {
     let mut w = world();
-    let both = w.connect_channel();
-    w.client(both).declare_queue(1, "q");
-    w.client(both).qos(1, 5, false);
-    w.client(both).consume(1, "q", "c");
+    let both = consumer_of_q(&mut w);
     w.client(both).send_raw(&publishes(0, 30));
     assert!(
         !w.broker().holds_publishers(),

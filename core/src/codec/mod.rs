@@ -58,6 +58,18 @@ impl ShortStr {
         ShortStr(Bytes::from_static(s.as_bytes()))
     }
 
+    /// `bytes` with each bad UTF-8 sequence replaced by U+FFFD, cut to 255 bytes at a
+    /// character boundary: for the names RabbitMQ takes without checking them (table keys,
+    /// a publish's exchange and routing key).
+    pub fn from_utf8_lossy(bytes: &[u8]) -> Self {
+        let lossy = alloc::string::String::from_utf8_lossy(bytes);
+        let mut end = lossy.len().min(255);
+        while !lossy.is_char_boundary(end) {
+            end -= 1;
+        }
+        ShortStr::from(&lossy[..end])
+    }
+
     /// Wraps `bytes` after checking that they are UTF-8 (no copy).
     pub fn from_utf8(bytes: Bytes) -> Result<Self, DecodeError> {
         match core::str::from_utf8(&bytes) {

@@ -152,25 +152,26 @@ impl<'a> Reader<'a> {
         if core::str::from_utf8(s).is_ok() {
             return Ok(ShortStr::from_validated(self.to_bytes(s)));
         }
-        let lossy = alloc::string::String::from_utf8_lossy(s);
-        let mut end = lossy.len().min(255);
-        while !lossy.is_char_boundary(end) {
-            end -= 1;
-        }
-        Ok(ShortStr::from(&lossy[..end]))
+        Ok(ShortStr::from_utf8_lossy(s))
     }
 
-    /// Checks a field table as [`Reader::table`] would read it, building nothing.
-    pub(crate) fn check_table(&mut self, depth: usize) -> Result<(), DecodeError> {
+    /// The body of a u32-length-prefixed table or array at nesting `depth`, as a reader of
+    /// its own.
+    fn nested(&mut self, depth: usize) -> Result<Reader<'a>, DecodeError> {
         if depth >= super::MAX_TABLE_DEPTH {
             return Err(DecodeError::NestingTooDeep);
         }
         let len = self.long_len()?;
         let body = self.take(len)?;
-        let mut inner = Reader {
+        Ok(Reader {
             data: body,
             src: self.src,
-        };
+        })
+    }
+
+    /// Checks a field table as [`Reader::table`] would read it, building nothing.
+    pub(crate) fn check_table(&mut self, depth: usize) -> Result<(), DecodeError> {
+        let mut inner = self.nested(depth)?;
         while !inner.is_empty() {
             inner.skip_shortstr()?;
             inner.check_value(depth)?;
@@ -189,15 +190,7 @@ impl<'a> Reader<'a> {
             b'V' => Ok(()),
             b'F' => self.check_table(depth + 1),
             b'A' => {
-                if depth + 1 >= super::MAX_TABLE_DEPTH {
-                    return Err(DecodeError::NestingTooDeep);
-                }
-                let len = self.long_len()?;
-                let body = self.take(len)?;
-                let mut inner = Reader {
-                    data: body,
-                    src: self.src,
-                };
+                let mut inner = self.nested(depth + 1)?;
                 while !inner.is_empty() {
                     inner.check_value(depth + 1)?;
                 }
@@ -233,15 +226,7 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn table_at_depth(&mut self, depth: usize) -> Result<FieldTable, DecodeError> {
-        if depth >= super::MAX_TABLE_DEPTH {
-            return Err(DecodeError::NestingTooDeep);
-        }
-        let len = self.long_len()?;
-        let body = self.take(len)?;
-        let mut inner = Reader {
-            data: body,
-            src: self.src,
-        };
+        let mut inner = self.nested(depth)?;
         let mut entries = alloc::vec::Vec::new();
         while !inner.is_empty() {
             let key = inner.table_key()?;
@@ -252,15 +237,7 @@ impl<'a> Reader<'a> {
     }
 
     fn array_at_depth(&mut self, depth: usize) -> Result<alloc::vec::Vec<FieldValue>, DecodeError> {
-        if depth >= super::MAX_TABLE_DEPTH {
-            return Err(DecodeError::NestingTooDeep);
-        }
-        let len = self.long_len()?;
-        let body = self.take(len)?;
-        let mut inner = Reader {
-            data: body,
-            src: self.src,
-        };
+        let mut inner = self.nested(depth)?;
         let mut values = alloc::vec::Vec::new();
         while !inner.is_empty() {
             values.push(inner.field_value(depth)?);

@@ -521,12 +521,7 @@ fn lossy_shortstr(bytes: &[u8]) -> Option<(ShortStr, &[u8])> {
     if rest.len() < len {
         return None;
     }
-    let lossy = alloc::string::String::from_utf8_lossy(&rest[..len]);
-    let mut end = lossy.len().min(255);
-    while !lossy.is_char_boundary(end) {
-        end -= 1;
-    }
-    Some((ShortStr::from(&lossy[..end]), &rest[len..]))
+    Some((ShortStr::from_utf8_lossy(&rest[..len]), &rest[len..]))
 }
 
 /// Frame overhead is part of frame_max; the largest body chunk per frame.
