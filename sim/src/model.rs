@@ -344,8 +344,9 @@ struct MConn {
     /// It published during the memory alarm: the connection reads nothing more until the
     /// alarm clears.
     blocked: bool,
-    /// Publisher flow control held it during this alarm: commands it had read before the hold
-    /// (and so before it blocked) reach the broker after it, so `blocked` cannot be checked.
+    /// Publisher flow control held it at some point: commands it had read before a hold reach
+    /// the broker after it, perhaps once an alarm came and it published, so `blocked` cannot be
+    /// checked for it any more (it stays checked for every connection never held).
     flow_held: bool,
 }
 
@@ -858,7 +859,6 @@ impl Model {
         if !on {
             for c in self.conns.values_mut() {
                 c.blocked = false;
-                c.flow_held = false;
             }
         }
     }
