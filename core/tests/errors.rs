@@ -210,16 +210,7 @@ fn a_heartbeat_on_a_channel_other_than_zero_is_505() {
 
 #[test]
 fn a_frame_larger_than_the_negotiated_frame_max_is_501() {
-    let mut w = World::new();
-    let c = w.connect();
-    w.client(c).handshake_with(&Handshake {
-        tune_ok: Some(ConnectionTuneOk {
-            channel_max: 2047,
-            frame_max: 4096,
-            heartbeat: 0,
-        }),
-        ..Default::default()
-    });
+    let (mut w, c) = tuned(2047, 4096);
     w.client(c).open_channel(1);
     let mut bytes = publish_frame(1, "q");
     bytes.extend(header_frame(1, 5000));
