@@ -34,10 +34,17 @@ use crate::vocab::{Command, ConnId, Event};
 /// Sees what the pump carries, in the order it carries it: a round's commands, then the
 /// events they caused (each event before its connection takes it), then the end of the round.
 /// A round without commands carries events the broker emitted on its own (timers, alarms).
+///
+/// With [`Broker::record_decisions`] on, it also sees each round's events as the broker
+/// decided them ([`Observer::on_decided`], all of them before the round's first
+/// [`Observer::on_event`]): answers that wait for the store reach their connection in a later
+/// round, after [`Pump::storage_synced`], or never, if the connection goes first.
 pub trait Observer {
     /// `command` from `conn` is about to go to the broker.
     fn on_command(&mut self, _conn: ConnId, _command: &Command) {}
-    /// The broker emitted `event` for `conn`.
+    /// The broker decided `event` for `conn` (only with [`Broker::record_decisions`]).
+    fn on_decided(&mut self, _conn: ConnId, _event: &Event) {}
+    /// The broker emitted `event` for `conn`: it goes to the connection now.
     fn on_event(&mut self, _conn: ConnId, _event: &Event) {}
     /// Every event of the round was seen; `broker` is as the round left it.
     fn on_round(&mut self, _broker: &Broker) {}
@@ -341,6 +348,10 @@ impl<O: Observer> Pump<O> {
     fn route_events(&mut self) -> bool {
         let now = self.now_ms;
         let mut any = false;
+        for (to, event) in self.broker.take_decisions() {
+            any = true;
+            self.observer.on_decided(to, &event);
+        }
         while let Some((to, event)) = self.broker.poll_event() {
             any = true;
             self.observer.on_event(to, &event);

@@ -72,7 +72,7 @@ pub enum Command {
 }
 
 /// An answer or delivery from the broker to one connection.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Event {
     LoginOk,
     LoginRefused {

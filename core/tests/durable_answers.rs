@@ -126,6 +126,44 @@ fn a_channel_keeps_its_order_behind_a_held_confirm() {
     assert_eq!(acks(&r), vec![(1, false), (2, false)]);
 }
 
+/// Found by the simulator once it let answers wait for the store: deliveries skipped the
+/// channel's queue, so a consumer's first message reached the client before its consume-ok.
+#[test]
+fn deliveries_wait_behind_a_held_answer_on_their_channel() {
+    let mut w = deferred_world();
+    let c = w.connect_channel();
+    declare_durable(&mut w, c, "dq");
+    declare_durable(&mut w, c, "ready");
+    w.client(c).publish(1, "", "ready", &transient(), b"waiting");
+    w.client(c).confirm_select(1);
+    assert!(w
+        .client(c)
+        .publish(1, "", "dq", &persistent(), b"p")
+        .is_empty());
+    assert!(
+        w.client(c).consume(1, "ready", "t").is_empty(),
+        "consume-ok or a delivery overtook the held confirm"
+    );
+    w.sync_storage();
+    let r = w.client(c).flush();
+    let kinds: Vec<&str> = r
+        .iter()
+        .map(|x| match x {
+            Received::Method {
+                method: Method::BasicAck(_),
+                ..
+            } => "ack",
+            Received::Method {
+                method: Method::BasicConsumeOk(_),
+                ..
+            } => "consume-ok",
+            Received::Delivery(d) if matches!(d.method, Method::BasicDeliver(_)) => "deliver",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["ack", "consume-ok", "deliver"], "{r:?}");
+}
+
 #[test]
 fn tx_commit_ok_waits_for_stored_publishes_and_acks() {
     let mut w = deferred_world();

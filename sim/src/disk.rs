@@ -2,12 +2,12 @@
 //! segment rotation and deletion, replay) on a simulated disk ([`SimDisk`]) that keeps files in
 //! memory and knows what was synced.
 //!
-//! The simulated process syncs at the end of every round, before any client can see what the
-//! round answered ([`SimStore::flush`]), so towards the broker the store is durable as each
-//! round ends and no answer waits for it. A restart replays the segments the store left; the
-//! model checks what comes back as after any restart. Before it, the crash may leave the tail
-//! of a write that was never synced (a torn frame, zeros or garbage) at the end of the last
-//! segment: recovery must cut it and lose nothing.
+//! The store's rounds of writes wait in a queue until the world syncs them at moments of its
+//! choosing ([`SimWriter::sync`]), and the broker holds the confirms and other answers that
+//! depend on them until it hears of the sync. A crash loses every batch not synced; it may
+//! leave a torn frame of the first, zeros or garbage at the end of the last segment: recovery
+//! must cut that and lose nothing synced. A restart replays the segments the store left; the
+//! model checks what comes back against its state as of the last sync.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use warren_core::storage::{
     BindingRecord, ExchangeRecord, MessageRecord, QueueRecord, Recovered, Storage,
 };
-use warren_store::{open_on, Batch, Disk, DiskStorage, Options, SegmentRead, Writer};
+use warren_store::{frame, open_on, Batch, Disk, DiskStorage, Op, Options, SegmentRead, Writer};
 
 use crate::rng::{Rng, Source};
 
@@ -172,10 +172,15 @@ impl SegmentRead for SimDisk {
 /// Small segments, so that runs rotate, delete and rewrite definitions often.
 const SEGMENT_BYTES: u64 = 16 << 10;
 
-/// The store as the simulated broker has it: `warren-store` whose every round is written and
-/// synced as it ends.
+/// The store as the simulated broker has it: `warren-store`, whose rounds of writes wait in
+/// a queue (as in the native writer's channel) until the world syncs them ([`SimWriter`]).
 pub struct SimStore {
     store: DiskStorage,
+}
+
+/// The store's writer thread, run by the world: it takes the waiting batches and syncs them
+/// when the world says so, and at a crash loses them (cutting the first one short, maybe).
+pub struct SimWriter {
     writer: Writer<SimDisk>,
     batches: Arc<Mutex<Vec<Batch>>>,
 }
@@ -183,7 +188,7 @@ pub struct SimStore {
 impl SimStore {
     /// Opens the store on `disk` (replaying what is there); panics on what the store refuses,
     /// which in the simulation is a bug: the simulated disk never damages a synced byte.
-    pub fn open(disk: SimDisk) -> SimStore {
+    pub fn open(disk: SimDisk) -> (SimStore, SimWriter) {
         let batches: Arc<Mutex<Vec<Batch>>> = Arc::default();
         let sink = batches.clone();
         let options = Options {
@@ -197,11 +202,59 @@ impl SimStore {
             Box::new(move |b| sink.lock().expect("batches").push(b)),
         )
         .unwrap_or_else(|e| panic!("the store did not open after a restart: {e}"));
-        SimStore {
-            store,
-            writer,
-            batches,
+        (SimStore { store }, SimWriter { writer, batches })
+    }
+}
+
+impl SimWriter {
+    /// How many rounds of writes wait to be synced.
+    pub fn waiting(&self) -> usize {
+        self.batches.lock().expect("batches").len()
+    }
+
+    /// Writes and syncs the first `n` waiting batches (all of them if fewer wait), as a
+    /// sync that started while the later ones were still on their way; the write sequence now
+    /// durable (what the broker is told), `None` if nothing waited.
+    pub fn sync(&mut self, n: usize) -> Option<u64> {
+        let batches: Vec<Batch> = {
+            let mut waiting = self.batches.lock().expect("batches");
+            let n = n.min(waiting.len());
+            waiting.drain(..n).collect()
+        };
+        if batches.is_empty() {
+            return None;
         }
+        for batch in batches {
+            self.writer
+                .apply(batch)
+                .expect("the sim disk takes every write");
+        }
+        Some(self.writer.sync().expect("the sim disk syncs"))
+    }
+
+    /// The process dies with batches waiting: none of them was synced, but the page cache may
+    /// have written back the start of the first, short of its first record's end. True if it
+    /// did: then nothing else may follow that torn frame (zeros or garbage after it might
+    /// complete it into a record that was never synced).
+    pub fn crash(self, rng: &mut Rng) -> bool {
+        let batches = std::mem::take(&mut *self.batches.lock().expect("batches"));
+        let Some(Op::Append(bytes)) = batches.first().and_then(|b| b.ops.first()) else {
+            return false;
+        };
+        if bytes.len() <= frame::HEADER || !rng.chance(50) {
+            return false;
+        }
+        let len = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+        let whole = (frame::HEADER + len).min(bytes.len());
+        let keep = 1 + rng.below(whole as u32 - 1) as usize;
+        let mut disk = self.writer.disk().clone();
+        let Some(last) = disk.list().expect("sim disk").last().copied() else {
+            return false;
+        };
+        disk.append(last, &bytes[..keep])
+            .and_then(|()| disk.sync(last))
+            .expect("the sim disk takes every write");
+        true
     }
 }
 
@@ -252,15 +305,11 @@ impl Storage for SimStore {
     ) {
         self.store.page_in(vhost, queue, after_id, max, out)
     }
-    // write_seq stays 0: every round is synced before a client sees its answers.
+    fn write_seq(&self) -> u64 {
+        self.store.write_seq()
+    }
+    /// Hands the round's writes to the queue the world syncs from.
     fn flush(&mut self) {
         self.store.flush();
-        let batches = std::mem::take(&mut *self.batches.lock().expect("batches"));
-        for batch in batches {
-            self.writer
-                .apply(batch)
-                .expect("the sim disk takes every write");
-        }
-        self.writer.sync().expect("the sim disk syncs");
     }
 }

@@ -113,7 +113,7 @@ fn report_failure(seed: u64, steps: usize, w: &Workarounds, f: &warren_sim::Fail
 fn rate(stats: &Stats, t: Duration) -> String {
     let s = t.as_secs_f64().max(1e-9);
     format!(
-        "{} steps, {} core ops ({} commands, {} events), {} published ({} queue copies), {} deliveries, {} expired, {} dead-lettered, {} alarms, {} flow holds, {} confirms, {} errors, {} connections ({} timed out), {} restarts ({} messages recovered), {:.1} MB in {:.2}s: {:.0} steps/s, {:.2}M core ops/s",
+        "{} steps, {} core ops ({} commands, {} events), {} published ({} queue copies), {} deliveries, {} expired, {} dead-lettered, {} alarms, {} flow holds, {} syncs ({} partial, {} releasing answers), {} confirms, {} errors, {} connections ({} timed out), {} restarts ({} losing unsynced writes, {} messages recovered), {:.1} MB in {:.2}s: {:.0} steps/s, {:.2}M core ops/s",
         stats.steps,
         stats.core_ops,
         stats.commands,
@@ -125,11 +125,15 @@ fn rate(stats: &Stats, t: Duration) -> String {
         stats.dead_lettered,
         stats.alarms,
         stats.flow_holds,
+        stats.syncs,
+        stats.partial_syncs,
+        stats.releasing_syncs,
         stats.confirmed,
         stats.errors,
         stats.connections,
         stats.timeouts,
         stats.restarts,
+        stats.unsynced_crashes,
         stats.recovered,
         stats.bytes as f64 / 1e6,
         s,

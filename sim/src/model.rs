@@ -109,7 +109,7 @@ struct Inst {
 /// `expires_at` of a copy that never expires.
 const NEVER: u64 = u64::MAX;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct MQueue {
     name: ShortStr,
     durable: bool,
@@ -190,7 +190,7 @@ impl Kind {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct MExchange {
     kind: Kind,
     durable: bool,
@@ -207,7 +207,7 @@ struct Unacked {
     consumer: Option<ShortStr>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum TxOp {
     Publish {
         queues: Vec<Qid>,
@@ -219,7 +219,7 @@ enum TxOp {
     Nack(Unacked, bool),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct MConsumer {
     queue: Qid,
     no_ack: bool,
@@ -231,7 +231,7 @@ struct MConsumer {
     priority: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Confirms {
     next_seq: u64,
     pending: BTreeSet<u64>,
@@ -243,9 +243,11 @@ struct Confirms {
     future_upto: u64,
     /// Publishes a full queue refused (`x-overflow` reject-publish): nacked, not acked.
     nacks: BTreeSet<u64>,
+    /// The message of each publish awaiting its confirm.
+    ids: BTreeMap<u64, MsgId>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct MChannel {
     next_tag: u64,
     /// Ascending by tag.
@@ -333,7 +335,7 @@ impl MChannel {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct MConn {
     open: bool,
     notify: bool,
@@ -351,7 +353,7 @@ struct MConn {
 }
 
 /// What the broker must emit for the command being handled.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Exp {
     Method(u16, Method),
     /// basic.get-ok or basic.return carrying this message.
@@ -646,15 +648,17 @@ pub enum Step {
     NotMine,
 }
 
+#[derive(Clone)]
 pub struct Model {
     pub strict: Strictness,
     /// A violation found while applying a command (checked by `end_command`).
     late: Option<String>,
     /// The memory alarm is on.
     alarm: bool,
-    msgs: BTreeMap<MsgId, MsgInfo>,
+    /// A persistent map: a snapshot of the model at each sync shares it.
+    msgs: imbl::OrdMap<MsgId, MsgInfo>,
     /// Every publish the clients wrote, by message id (see [`Sent`]).
-    sent: BTreeMap<MsgId, Sent>,
+    sent: imbl::OrdMap<MsgId, Sent>,
     /// Key of the next dead-letter form in `msgs` (above every message id).
     next_form: MsgId,
     /// Number of the last reply consumer.
@@ -672,6 +676,9 @@ pub struct Model {
     conns: BTreeMap<ConnId, MConn>,
     /// Expectations of the command being handled: (conn, what, matched).
     exp: Vec<(ConnId, Exp, bool)>,
+    /// Messages whose publishers are told they are safe by the next `basic.ack` or
+    /// `tx.commit-ok` decided on that channel (see [`Model::take_promised`]).
+    promises: BTreeMap<(ConnId, u16), Vec<MsgId>>,
     /// Placeholder names for server-generated consumer tags.
     placeholder: u64,
     /// Counters, for the report.
@@ -700,8 +707,8 @@ impl Model {
             strict,
             late: None,
             alarm: false,
-            msgs: BTreeMap::new(),
-            sent: BTreeMap::new(),
+            msgs: imbl::OrdMap::new(),
+            sent: imbl::OrdMap::new(),
             next_form: 1 << 48,
             next_reply: 0,
             reply_keys: Default::default(),
@@ -713,6 +720,7 @@ impl Model {
             exchanges: BTreeMap::new(),
             conns: BTreeMap::new(),
             exp: Vec::new(),
+            promises: BTreeMap::new(),
             placeholder: 0,
             delivered: 0,
             confirmed: 0,
@@ -1339,6 +1347,7 @@ impl Model {
                             if returned {
                                 self.expect_return(conn, ch, msg);
                             }
+                            self.promises.entry((conn, ch)).or_default().push(msg);
                             for q in queues {
                                 self.enqueue(q, msg);
                             }
@@ -1632,7 +1641,7 @@ impl Model {
         let queues = self.route(exchange, rk, headers.as_ref())?;
         self.published += 1;
         self.routed += queues.len() as u64;
-        let (seq, early) = self.take_publish_seq(conn, ch, queues.is_empty() && mandatory);
+        let (seq, early) = self.take_publish_seq(conn, ch, queues.is_empty() && mandatory, id);
         let c = self.chan(conn, ch);
         let unroutable = queues.is_empty() && mandatory;
         let in_tx = c.tx.is_some();
@@ -1676,7 +1685,13 @@ impl Model {
 
     /// The publisher-confirm sequence number of a publish on `ch`, if in confirm mode, and
     /// whether its ack already came (folded into an earlier ack of the batch).
-    fn take_publish_seq(&mut self, conn: ConnId, ch: u16, returned: bool) -> (Option<u64>, bool) {
+    fn take_publish_seq(
+        &mut self,
+        conn: ConnId,
+        ch: u16,
+        returned: bool,
+        msg: MsgId,
+    ) -> (Option<u64>, bool) {
         let c = self.chan(conn, ch);
         let mut early = false;
         let seq = c.confirm.as_mut().map(|cf| {
@@ -1686,6 +1701,7 @@ impl Model {
                 early = true;
             } else {
                 cf.pending.insert(s);
+                cf.ids.insert(s, msg);
             }
             s
         });
@@ -2444,6 +2460,7 @@ impl Model {
         };
         if nack {
             // Only a publish a full queue refused is nacked, alone.
+            cf.ids.remove(&tag);
             if multiple || !cf.nacks.remove(&tag) || !cf.pending.remove(&tag) {
                 return Err(format!(
                     "publish {tag} (multiple={multiple}) on channel {ch} was nacked, but no full queue refused it"
@@ -2467,7 +2484,9 @@ impl Model {
                 cf.next_seq
             ));
         }
+        let promised = self.promises.entry((conn, ch)).or_default();
         for s in covered {
+            promised.extend(cf.ids.remove(&s));
             if cf.nacks.contains(&s) {
                 return Err(format!(
                     "publish {s} on channel {ch} was acked, but a full queue refused it"
@@ -2680,12 +2699,76 @@ impl Model {
         Ok(())
     }
 
+    /// The messages the broker promised safe with the `basic.ack` or `tx.commit-ok` it just
+    /// decided on `channel`.
+    pub fn take_promised(&mut self, conn: ConnId, channel: u16) -> Vec<MsgId> {
+        self.promises.remove(&(conn, channel)).unwrap_or_default()
+    }
+
+    /// The ids of the messages a restart must bring back: persistent ones in durable queues,
+    /// ready or delivered and unsettled (dead letters by the id of the message they were).
+    pub fn recoverable(&self) -> BTreeSet<MsgId> {
+        let kept = |q: &Qid| {
+            self.queues
+                .get(q)
+                .is_some_and(|q| q.durable && q.exclusive_owner.is_none())
+        };
+        let mut ids = BTreeSet::new();
+        let mut add = |inst: &Inst| {
+            let info = &self.msgs[&inst.msg];
+            if info.persistent {
+                ids.insert(info.id);
+            }
+        };
+        for q in self.queues.values() {
+            if q.durable && q.exclusive_owner.is_none() {
+                q.ready.iter().for_each(&mut add);
+            }
+        }
+        for c in self.conns.values() {
+            for ch in c.channels.values() {
+                let tx = ch.tx.iter().flatten().filter_map(|op| match op {
+                    TxOp::Ack(u) | TxOp::Nack(u, _) => Some(u),
+                    TxOp::Publish { .. } => None,
+                });
+                for u in ch.unacked.iter().chain(tx) {
+                    if kept(&u.queue) {
+                        add(&u.inst);
+                    }
+                }
+            }
+        }
+        ids
+    }
+
+    /// The broker process died: what it had decided since the store's last sync is lost, so
+    /// the model goes back to `synced`, its state as of that sync; what clients sent and the
+    /// counters stay.
+    pub fn roll_back(&mut self, mut synced: Model) {
+        synced.sent = std::mem::take(&mut self.sent);
+        synced.error_kinds = std::mem::take(&mut self.error_kinds);
+        synced.late = self.late.take();
+        synced.now = self.now;
+        synced.delivered = self.delivered;
+        synced.confirmed = self.confirmed;
+        synced.flow_holds = self.flow_holds;
+        synced.errors = self.errors;
+        synced.published = self.published;
+        synced.routed = self.routed;
+        synced.expired = self.expired;
+        synced.refused = self.refused;
+        synced.dropped = self.dropped;
+        synced.dead_lettered = self.dead_lettered;
+        *self = synced;
+    }
+
     /// The broker restarted from its storage: connections are gone; durable exchanges and
     /// queues stay, bindings between durable ends stay, and durable queues keep their
     /// persistent messages — ready or delivered and unsettled — in queue order, delivered ones
     /// marked redelivered.
     pub fn restart(&mut self) {
         self.alarm = false;
+        self.promises.clear();
         let mut held: BTreeMap<Qid, Vec<Inst>> = BTreeMap::new();
         for c in std::mem::take(&mut self.conns).into_values() {
             for ch in c.channels.into_values() {

@@ -27,7 +27,7 @@ use warren_core::{ConnId, Pump};
 use warren_testkit::Handshake;
 
 use crate::client::{ChState, Client, Phase, MAX_CHANNELS};
-use crate::disk::{SimDisk, SimStore};
+use crate::disk::{SimDisk, SimStore, SimWriter};
 use crate::model::{Model, Sent, Strictness, REPLY_TO};
 use crate::oracle::Oracle;
 use crate::program::{
@@ -192,6 +192,13 @@ pub struct Stats {
     pub recovered: u64,
     /// Publishers held by flow control.
     pub flow_holds: u64,
+    /// Syncs of the store, and those that let answers waiting for them go.
+    pub syncs: u64,
+    pub releasing_syncs: u64,
+    /// Syncs that stopped short of the latest writes.
+    pub partial_syncs: u64,
+    /// Restarts that lost writes never synced.
+    pub unsynced_crashes: u64,
 }
 
 impl Stats {
@@ -214,6 +221,10 @@ impl Stats {
         self.restarts += o.restarts;
         self.recovered += o.recovered;
         self.flow_holds += o.flow_holds;
+        self.syncs += o.syncs;
+        self.releasing_syncs += o.releasing_syncs;
+        self.partial_syncs += o.partial_syncs;
+        self.unsynced_crashes += o.unsynced_crashes;
     }
 }
 
@@ -293,6 +304,15 @@ pub struct Sim {
     restarts: u64,
     /// The broker's disk: it outlives restarts.
     disk: SimDisk,
+    /// The store's writer: what the broker wrote waits there until the world syncs it.
+    writer: Option<SimWriter>,
+    /// The model as of the last sync: what a crash leaves (see [`Oracle::crash`]).
+    synced_model: Model,
+    /// The model as it was when this many batches waited (some of the moments since the last
+    /// sync): a sync may stop there, leaving the later batches for the next.
+    marks: Vec<(usize, Model)>,
+    /// When the store syncs: a stream re-seeded per step, like the network's.
+    disk_rng: Rng,
     /// The memory alarm is on.
     alarm: bool,
     /// When the running broker process started (sim ms): its clock counts from there, as a
@@ -319,15 +339,17 @@ const SIM_FLOW_BACKLOG: usize = 6;
 impl Sim {
     pub fn new(seed: u64, opts: Options) -> Self {
         let disk = SimDisk::default();
-        let broker = Broker::new(
+        let (store, writer) = SimStore::open(disk.clone());
+        let mut broker = Broker::new(
             BrokerConfig {
                 seed: seed ^ 0x00b1_0cce_d5ee_d5ee,
                 queue_window: SIM_WINDOW,
                 flow_backlog: SIM_FLOW_BACKLOG,
             },
             Box::new(StaticUsers::with_guest()),
-            Box::new(SimStore::open(disk.clone())),
+            Box::new(store),
         );
+        broker.record_decisions(true);
         let peers = (0..opts.clients)
             .map(|i| Peer {
                 client: {
@@ -350,7 +372,12 @@ impl Sim {
             ..ConnectionConfig::default()
         };
         let oracle = Oracle::new(Model::new(opts.strict));
+        let synced_model = Model::new(opts.strict);
         Sim {
+            writer: Some(writer),
+            synced_model,
+            marks: Vec::new(),
+            disk_rng: Rng::new(seed),
             pump: Pump::with_observer(broker, config.clone(), oracle),
             peers,
             now: 0,
@@ -403,6 +430,7 @@ impl Sim {
                 peer.client.expected.push_back(expect);
             }
         }
+        self.mark();
         Ok(())
     }
 
@@ -420,6 +448,9 @@ impl Sim {
             );
             self.shape = Rng::new(
                 self.seed ^ 0x7368_6170_6573_2121 ^ (*i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+            );
+            self.disk_rng = Rng::new(
+                self.seed ^ 0x6673_796e_6321_2121 ^ (*i as u64).wrapping_mul(0x94D0_49BB_1331_11EB),
             );
             self.trace.write_u64(*i as u64);
             self.stats.steps += 1;
@@ -481,6 +512,18 @@ impl Sim {
         let rounds = self.net.below(4);
         for _ in 0..rounds {
             self.pump(false)?;
+            // The store syncs when it will: answers that wait for it go out then.
+            if self.disk_rng.chance(15) {
+                self.sync()?;
+            }
+        }
+        // The process dies now and then while writes wait for their sync (beside the
+        // program's own restarts, which mostly come when everything is synced).
+        if self.writer.as_ref().is_some_and(|w| w.waiting() > 0) && self.disk_rng.chance(2) {
+            return self.restart();
+        }
+        if self.disk_rng.chance(20) {
+            self.sync()?;
         }
         if self.net.chance(30) {
             let ms = u64::from(self.net.below(20));
@@ -648,6 +691,15 @@ impl Sim {
                 if rounds > 10_000 {
                     return Err("the world does not quiesce".into());
                 }
+            }
+            // Answers waiting for the store go out once it syncs.
+            if self.writer.as_ref().is_some_and(|w| w.waiting() > 0) {
+                self.sync()?;
+                rounds += 1;
+                continue;
+            }
+            if self.pump.broker().awaits_storage() {
+                return Err("answers wait for writes the store never took".into());
             }
             // Publishers held by flow control are let go in time, at the latest once their
             // queue stops delivering: settling waits for that too.
@@ -896,6 +948,56 @@ impl Sim {
         Ok(())
     }
 
+    /// The store's writer syncs what the broker wrote so far, or, now and then, only the
+    /// batches up to a moment marked on the way (as a sync that started before the later
+    /// writes came); the broker hears how far and lets the answers that waited for that go.
+    /// The model as of that moment is what a crash now leaves.
+    fn sync(&mut self) -> R {
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        let partial = if !self.marks.is_empty() && self.disk_rng.chance(30) {
+            Some(self.disk_rng.below(self.marks.len() as u32) as usize)
+        } else {
+            None
+        };
+        let (n, model) = match partial {
+            Some(k) => {
+                let (n, model) = self.marks.swap_remove(k);
+                self.marks.retain(|(m, _)| *m > n);
+                for (m, _) in &mut self.marks {
+                    *m -= n;
+                }
+                (n, Some(model))
+            }
+            None => {
+                self.marks.clear();
+                (usize::MAX, None)
+            }
+        };
+        let Some(seq) = writer.sync(n) else {
+            return Ok(());
+        };
+        self.stats.syncs += 1;
+        self.stats.partial_syncs += u64::from(partial.is_some());
+        self.stats.releasing_syncs += u64::from(self.pump.broker().awaits_storage());
+        self.synced_model = model.unwrap_or_else(|| self.pump.observer().model.clone());
+        let t = self.clock();
+        self.pump.storage_synced(seq, t);
+        self.after_pump()
+    }
+
+    /// Now and then notes the model as it stands while writes wait, so that a sync may stop
+    /// here ([`Sim::sync`]).
+    fn mark(&mut self) {
+        let waiting = self.writer.as_ref().map_or(0, |w| w.waiting());
+        let last = self.marks.last().map_or(0, |(n, _)| *n);
+        if waiting > last && self.disk_rng.chance(30) {
+            let model = self.pump.observer().model.clone();
+            self.marks.push((waiting, model));
+        }
+    }
+
     /// The broker process dies and comes back from its storage; every client sees its socket
     /// close.
     fn restart(&mut self) -> R {
@@ -909,14 +1011,25 @@ impl Sim {
             self.config.clone(),
             Oracle::new(Model::new(self.opts.strict)),
         );
-        let (old, oracle) = std::mem::replace(&mut self.pump, placeholder).into_parts();
+        let (old, mut oracle) = std::mem::replace(&mut self.pump, placeholder).into_parts();
         drop(old);
         // The process dies: what was not synced is lost, and the last write may be torn.
         let mut crash = Rng::new(self.seed ^ self.restarts.wrapping_mul(0x6469_736b));
-        self.disk.crash(&mut crash);
-        let storage = Box::new(SimStore::open(self.disk.clone()));
+        self.marks.clear();
+        let mut torn = false;
+        if let Some(writer) = self.writer.take() {
+            self.stats.unsynced_crashes += u64::from(writer.waiting() > 0);
+            torn = writer.crash(&mut crash);
+        }
+        if !torn {
+            self.disk.crash(&mut crash);
+        }
+        oracle.crash(self.synced_model.clone())?;
+        let (storage, writer) = SimStore::open(self.disk.clone());
+        self.writer = Some(writer);
+        let storage = Box::new(storage);
         self.stats.restarts += 1;
-        let broker = Broker::new(
+        let mut broker = Broker::new(
             BrokerConfig {
                 seed: self.seed ^ 0x00b1_0cce_d5ee_d5ee ^ self.restarts.wrapping_mul(0x51),
                 queue_window: SIM_WINDOW,
@@ -925,6 +1038,7 @@ impl Sim {
             Box::new(StaticUsers::with_guest()),
             storage,
         );
+        broker.record_decisions(true);
         self.stats.recovered += broker.queues().map(|q| q.len() as u64).sum::<u64>();
         self.pump = Pump::with_observer(broker, self.config.clone(), oracle);
         // A new broker process starts without an alarm.
@@ -942,7 +1056,13 @@ impl Sim {
             let (oracle, broker) = self.pump.observer_and_broker();
             oracle.model.adopt_bindings(broker);
         }
-        self.pump.observer().model.compare(self.pump.broker(), true)
+        self.pump
+            .observer()
+            .model
+            .compare(self.pump.broker(), true)?;
+        // What recovery found is on disk: a crash before the next sync comes back to it.
+        self.synced_model = self.pump.observer().model.clone();
+        Ok(())
     }
 
     fn connect(&mut self, p: usize) -> R {

@@ -257,6 +257,8 @@ impl Broker {
             queues,
             conns,
             events,
+            held,
+            decisions,
             storage,
             now_ms,
             page_scratch,
@@ -293,8 +295,18 @@ impl Broker {
             q.next_consumer = (idx + 1) % q.consumers.len();
             let Some(qm) = q.pop_front() else { break };
             match hand_over(q, idx, qm, conns, &mut **storage) {
-                Some(delivery) => {
-                    events.push_back(delivery);
+                Some((to, delivery)) => {
+                    if let Some(d) = decisions {
+                        d.push((to, delivery.clone()));
+                    }
+                    let channel = q.consumers[idx].channel;
+                    if held.gated(to, channel) {
+                        // Behind an answer that waits for the disk (a confirm, a
+                        // consume-ok): the channel keeps its order.
+                        held.push(0, to, channel, delivery);
+                    } else {
+                        events.push_back((to, delivery));
+                    }
                     q.delivered += 1;
                     q.last_delivery_ms = now;
                 }

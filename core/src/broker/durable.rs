@@ -14,9 +14,10 @@
 //! [`Storage::write_seq`]: crate::storage::Storage::write_seq
 
 use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 
 use super::{Broker, Map};
-use crate::codec::Method;
+use crate::codec::{BasicAck, Method};
 use crate::vocab::{ConnId, Event};
 
 /// Events waiting for the store, in the order the broker emitted them.
@@ -48,7 +49,7 @@ impl Held {
         self.events.back().map_or(0, |(seq, _, _)| *seq)
     }
 
-    fn push(&mut self, seq: u64, conn: ConnId, channel: u16, event: Event) {
+    pub(crate) fn push(&mut self, seq: u64, conn: ConnId, channel: u16, event: Event) {
         let seq = seq.max(self.tail_seq());
         self.events.push_back((seq, conn, event));
         *self.gates.entry((conn, channel)).or_default() += 1;
@@ -160,6 +161,7 @@ impl Broker {
     /// Emits `event` on `channel` once the store is durable up to `seq` (at once if it is and
     /// nothing on the channel waits).
     pub(crate) fn emit_after(&mut self, seq: u64, conn: ConnId, channel: u16, event: Event) {
+        self.note_decision(conn, &event);
         if seq > self.held.synced || self.held.gated(conn, channel) {
             self.held.push(seq, conn, channel, event);
         } else {
@@ -192,9 +194,49 @@ impl Broker {
                 ack.delivery_tag = seq;
                 ack.multiple = true;
                 *waits = (*waits).max(wait_for);
+                self.note_folded_confirm(conn, channel, seq);
                 return true;
             }
         }
         false
+    }
+
+    /// Has the broker keep a copy of every event as it decides it, for
+    /// [`Broker::take_decisions`] (a host checking the broker against a model: the simulator).
+    pub fn record_decisions(&mut self, on: bool) {
+        self.decisions = on.then(Vec::new);
+    }
+
+    /// The events decided since the last call, in the order the broker decided them, when
+    /// [`Broker::record_decisions`] is on. Answers that wait for the store are here at once,
+    /// though they reach [`Broker::poll_event`] only once the store is synced; a confirm folded
+    /// into an earlier `basic.ack` is here as an ack of its own publish with `multiple` set.
+    pub fn take_decisions(&mut self) -> Vec<(ConnId, Event)> {
+        self.decisions
+            .as_mut()
+            .map(core::mem::take)
+            .unwrap_or_default()
+    }
+
+    #[inline]
+    pub(crate) fn note_decision(&mut self, conn: ConnId, event: &Event) {
+        if let Some(d) = &mut self.decisions {
+            d.push((conn, event.clone()));
+        }
+    }
+
+    /// Publish `seq`'s confirm was folded into the ack before it.
+    pub(crate) fn note_folded_confirm(&mut self, conn: ConnId, channel: u16, seq: u64) {
+        let ack = BasicAck {
+            delivery_tag: seq,
+            multiple: true,
+        };
+        self.note_decision(
+            conn,
+            &Event::Method {
+                channel,
+                method: ack.into(),
+            },
+        );
     }
 }

@@ -134,6 +134,9 @@ pub struct Broker {
     reply_routes: Map<ShortStr, (ConnId, u16)>,
     /// Answers waiting for the store to be durable (see `durable.rs`).
     held: durable::Held,
+    /// Every event as the broker decides it, before any waits for the store, for a host that
+    /// watches decisions (the simulator's model); `None` otherwise (see `durable.rs`).
+    decisions: Option<Vec<(ConnId, Event)>>,
     /// The window of queues that page, when the store can page (see `paging.rs`).
     queue_window: Option<Window>,
     /// Queues with messages outside their head.
@@ -180,6 +183,7 @@ impl Broker {
             unix_offset_ms: 0,
             reply_routes: Map::default(),
             held: durable::Held::default(),
+            decisions: None,
             queue_window,
             paging: Default::default(),
             page_scratch: Vec::new(),
@@ -429,10 +433,11 @@ impl Broker {
     }
 
     pub(crate) fn emit(&mut self, conn: ConnId, event: Event) {
+        self.note_decision(conn, &event);
         if let Some(channel) = durable::event_channel(&event) {
             if self.held.gated(conn, channel) {
                 // Behind an answer that waits for the disk: the channel keeps its order.
-                self.emit_after(0, conn, channel, event);
+                self.held.push(0, conn, channel, event);
                 return;
             }
         }

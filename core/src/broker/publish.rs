@@ -344,6 +344,7 @@ impl Broker {
             if *c == conn && *ch == channel && ack.delivery_tag + 1 == seq {
                 ack.delivery_tag = seq;
                 ack.multiple = true;
+                self.note_folded_confirm(conn, channel, seq);
                 return;
             }
         }

@@ -81,7 +81,7 @@ impl Death {
 
 /// A message that died in a queue with a dead-letter exchange, to be republished once the
 /// command that killed it is done.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct DeadLetter {
     queue: ShortStr,
     exchange: ShortStr,

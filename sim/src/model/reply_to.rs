@@ -30,6 +30,7 @@ pub(super) struct ReplyConsumer {
 }
 
 /// A reply the broker must deliver, to this connection and channel.
+#[derive(Clone)]
 pub(super) struct PendingReply {
     conn: ConnId,
     channel: u16,
@@ -116,7 +117,7 @@ impl Model {
                     .map(|(n, _)| (*cid, *n))
             })
         });
-        let (seq, _) = self.take_publish_seq(conn, ch, target.is_none() && mandatory);
+        let (seq, _) = self.take_publish_seq(conn, ch, target.is_none() && mandatory, msg);
         match target {
             Some((conn, channel)) => {
                 self.routed += 1;
