@@ -134,7 +134,8 @@ fn deliveries_wait_behind_a_held_answer_on_their_channel() {
     let c = w.connect_channel();
     declare_durable(&mut w, c, "dq");
     declare_durable(&mut w, c, "ready");
-    w.client(c).publish(1, "", "ready", &transient(), b"waiting");
+    w.client(c)
+        .publish(1, "", "ready", &transient(), b"waiting");
     w.client(c).confirm_select(1);
     assert!(w
         .client(c)
