@@ -12,7 +12,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
-pub mod auth;
+pub mod access;
 pub mod broker;
 pub mod codec;
 pub mod connection;

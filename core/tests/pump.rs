@@ -3,7 +3,6 @@
 //! returns delivery credit; an observer sees each round's commands, then their events, then
 //! the round's end.
 
-use warren_core::auth::StaticUsers;
 use warren_core::codec::{
     BasicConsume, BasicProperties, ChannelOpen, ConnectionOpen, ConnectionTuneOk, Method,
     QueueDeclare,
@@ -15,11 +14,7 @@ use warren_core::{Broker, BrokerConfig, Command, ConnId, Event, Pump};
 use warren_testkit::{encode_publish, Client, Handshake, Received};
 
 fn broker() -> Broker {
-    Broker::new(
-        BrokerConfig::default(),
-        Box::new(StaticUsers::with_guest()),
-        Box::new(MemoryStorage::new()),
-    )
+    Broker::new(BrokerConfig::default(), Box::new(MemoryStorage::new()))
 }
 
 /// Sends `frames` from a client and returns what the server answered (output taken, written).

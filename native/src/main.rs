@@ -14,7 +14,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::info;
-use warren_core::auth::StaticUsers;
 use warren_core::{Broker, BrokerConfig, ConnectionConfig};
 use warren_transports::{tcp, tls, ws, Hub, WsConfig};
 
@@ -142,7 +141,6 @@ fn main() -> anyhow::Result<()> {
             flow_backlog: args.flow_backlog,
             ..BrokerConfig::default()
         },
-        Box::new(StaticUsers::with_guest()),
         Box::new(store.storage),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()

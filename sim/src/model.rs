@@ -2706,8 +2706,10 @@ impl Model {
     }
 
     /// The ids of the messages a restart must bring back: persistent ones in durable queues,
-    /// ready or delivered and unsettled (dead letters by the id of the message they were).
-    pub fn recoverable(&self) -> BTreeSet<MsgId> {
+    /// ready or delivered and unsettled (dead letters by the id of the message they were). With
+    /// `as_published`, only copies where the publish put them: a publisher confirm covers
+    /// those, not a dead letter's copy made later (at most once, as in RabbitMQ).
+    pub fn recoverable(&self, as_published: bool) -> BTreeSet<MsgId> {
         let kept = |q: &Qid| {
             self.queues
                 .get(q)
@@ -2716,7 +2718,7 @@ impl Model {
         let mut ids = BTreeSet::new();
         let mut add = |inst: &Inst| {
             let info = &self.msgs[&inst.msg];
-            if info.persistent {
+            if info.persistent && (!as_published || inst.msg == info.id) {
                 ids.insert(info.id);
             }
         };

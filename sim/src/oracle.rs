@@ -237,8 +237,8 @@ impl Oracle {
         self.at = 0;
         self.started = false;
         self.lone_events = false;
-        let now = self.model.recoverable();
-        let kept = synced.recoverable();
+        let now = self.model.recoverable(true);
+        let kept = synced.recoverable(false);
         let lost = now
             .iter()
             .find(|id| self.promised.contains(id) && !kept.contains(id));

@@ -10,7 +10,6 @@
 use std::cell::Cell;
 
 use bytes::Bytes;
-use warren_core::auth::StaticUsers;
 use warren_core::broker::{Broker, BrokerConfig, Window};
 use warren_core::codec::{
     BasicAck, BasicCancel, BasicConsume, BasicGet, BasicNack, BasicProperties, BasicPublish,
@@ -346,7 +345,6 @@ impl Sim {
                 queue_window: SIM_WINDOW,
                 flow_backlog: SIM_FLOW_BACKLOG,
             },
-            Box::new(StaticUsers::with_guest()),
             Box::new(store),
         );
         broker.record_decisions(true);
@@ -1003,11 +1001,7 @@ impl Sim {
     fn restart(&mut self) -> R {
         self.restarts += 1;
         let placeholder = Pump::with_observer(
-            Broker::new(
-                BrokerConfig::default(),
-                Box::new(StaticUsers::with_guest()),
-                Box::new(MemoryStorage::default()),
-            ),
+            Broker::new(BrokerConfig::default(), Box::new(MemoryStorage::default())),
             self.config.clone(),
             Oracle::new(Model::new(self.opts.strict)),
         );
@@ -1035,7 +1029,6 @@ impl Sim {
                 queue_window: SIM_WINDOW,
                 flow_backlog: SIM_FLOW_BACKLOG,
             },
-            Box::new(StaticUsers::with_guest()),
             storage,
         );
         broker.record_decisions(true);

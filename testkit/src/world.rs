@@ -1,7 +1,6 @@
 //! The world: a broker and its connections on the core's `Pump`, a client per connection,
 //! virtual time; and the client operations tests call.
 
-use warren_core::auth::StaticUsers;
 use warren_core::broker::{Broker, BrokerConfig};
 use warren_core::codec::{
     encode_heartbeat, BasicAck, BasicCancel, BasicConsume, BasicGet, BasicNack, BasicProperties,
@@ -79,11 +78,7 @@ impl World {
 
     /// A broker with `config` over `storage`.
     pub fn with_config(storage: SharedStorage, config: BrokerConfig) -> Self {
-        let broker = Broker::new(
-            config,
-            Box::new(StaticUsers::with_guest()),
-            Box::new(storage.clone()),
-        );
+        let broker = Broker::new(config, Box::new(storage.clone()));
         World {
             pump: Pump::new(broker, ConnectionConfig::default()),
             storage,
@@ -183,6 +178,14 @@ impl World {
         let seq = self.storage.write_seq();
         self.pump.storage_synced(seq, self.now);
         self.drive();
+    }
+
+    /// Changes the broker as an operator would (`warren ctl`), then lets the world run.
+    pub fn admin<T>(&mut self, change: impl FnOnce(&mut Broker) -> T) -> T {
+        let out = change(self.pump.broker_mut());
+        self.pump.flush_events(self.now);
+        self.drive();
+        out
     }
 
     pub fn set_resource_alarm(&mut self, reason: Option<&str>) {

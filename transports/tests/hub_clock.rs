@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedReceiver;
-use warren_core::auth::StaticUsers;
 use warren_core::codec::{
     BasicGet, BasicProperties, ChannelOpen, FieldTable, FieldValue, Method, QueueDeclare,
 };
@@ -87,11 +86,7 @@ async fn get(link: &Link, events: &mut UnboundedReceiver<EventBatch>) -> Option<
 
 #[tokio::test(start_paused = true)]
 async fn a_queue_ttl_counts_from_the_publish_after_a_quiet_spell() {
-    let broker = Broker::new(
-        BrokerConfig::default(),
-        Box::new(StaticUsers::with_guest()),
-        Box::new(MemoryStorage::new()),
-    );
+    let broker = Broker::new(BrokerConfig::default(), Box::new(MemoryStorage::new()));
     let hub = Hub::spawn(broker);
     let (link, mut events) = open_channel(&hub).await;
     let mut args = FieldTable::default();

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
-use warren_core::auth::StaticUsers;
 use warren_core::codec::{BasicProperties, ChannelOpen, ConfirmSelect, Method, QueueDeclare};
 use warren_core::storage::{MemoryStorage, Storage};
 use warren_core::vocab::ClientCapabilities;
@@ -29,11 +28,7 @@ async fn method(link: &Link, events: &mut UnboundedReceiver<EventBatch>, m: impl
 #[tokio::test]
 async fn a_confirm_waits_for_the_store_to_report_its_sync() {
     let storage = SharedStorage::deferred();
-    let broker = Broker::new(
-        BrokerConfig::default(),
-        Box::new(StaticUsers::with_guest()),
-        Box::new(storage.clone()),
-    );
+    let broker = Broker::new(BrokerConfig::default(), Box::new(storage.clone()));
     let (synced_tx, synced) = watch::channel(0);
     let hub = Hub::spawn_with_store(broker, Some(synced));
     let (link, mut events) = hub.register().await;
@@ -103,11 +98,7 @@ async fn a_confirm_waits_for_the_store_to_report_its_sync() {
 
 #[tokio::test]
 async fn a_socket_closed_before_the_handshake_is_forgotten() {
-    let broker = Broker::new(
-        BrokerConfig::default(),
-        Box::new(StaticUsers::with_guest()),
-        Box::new(MemoryStorage::new()),
-    );
+    let broker = Broker::new(BrokerConfig::default(), Box::new(MemoryStorage::new()));
     let hub = Hub::spawn(broker);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -17,7 +17,6 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
-use warren_core::auth::StaticUsers;
 use warren_core::codec::{
     decode_frame, encode_content, encode_method_frame, BasicConsume, BasicGet, BasicPublish,
     ChannelOpen, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, ContentHeader, FrameKind,
@@ -51,7 +50,6 @@ async fn listener() -> (TcpListener, SocketAddr) {
 fn hub() -> Hub {
     Hub::spawn(Broker::new(
         BrokerConfig::default(),
-        Box::new(StaticUsers::with_guest()),
         Box::new(MemoryStorage::new()),
     ))
 }

@@ -14,7 +14,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use warren_core::auth::StaticUsers;
+use warren_core::access::{Hashing, PasswordHash};
 use warren_core::storage::Storage;
 use warren_core::{Broker, BrokerConfig, ConnId, ConnectionConfig, Pump};
 
@@ -59,13 +59,6 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
-        let mut users = StaticUsers::new();
-        if config.users.is_empty() {
-            users.add_user("guest", "guest");
-        }
-        for (u, p) in &config.users {
-            users.add_user(u, p);
-        }
         let mut recovery_errors = 0;
         let (storage, journal): (Box<dyn Storage + Send>, _) = if config.persist {
             let (storage, journal, errors) = JournalStorage::new(&config.recovered);
@@ -74,14 +67,22 @@ impl Engine {
         } else {
             (Box::new(NoStorage), None)
         };
-        let broker = Broker::new(
+        let mut broker = Broker::new(
             BrokerConfig {
                 seed: config.seed,
                 ..BrokerConfig::default()
             },
-            Box::new(users),
             storage,
         );
+        // The page's own users replace `guest`, each with every permission on `/`.
+        if !config.users.is_empty() {
+            let _ = broker.delete_user("guest");
+        }
+        for (i, (u, p)) in config.users.iter().enumerate() {
+            let salt = ((config.seed as u32) ^ (i as u32).wrapping_mul(0x9E37_79B9)).to_le_bytes();
+            let _ = broker.add_user(u, PasswordHash::new(Hashing::Sha256, salt, p));
+            let _ = broker.set_permissions(u, "/", ".*", ".*", ".*");
+        }
         Engine {
             pump: Pump::new(broker, config.connection),
             journal,

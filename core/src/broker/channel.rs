@@ -1,10 +1,12 @@
 //! Broker-side state of one channel: consumers, unacked deliveries, prefetch, confirms, tx.
 
 use alloc::collections::VecDeque;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::queue::{QueueId, QueuedMessage};
 use super::Map;
+use crate::access::Permissions;
 use crate::codec::ShortStr;
 
 /// A consumer registered by `basic.consume`.
@@ -83,11 +85,30 @@ pub struct Channel {
     pub last_queue: Option<ShortStr>,
     /// Direct reply-to consumer: (consumer tag, reply address key).
     pub reply_consumer: Option<(ShortStr, ShortStr)>,
+    /// The user's permissions in the vhost as the channel opened; `None`: none at all.
+    pub permissions: Option<Arc<Permissions>>,
+    /// `write` allows every exchange: publishing checks nothing.
+    pub writes_anywhere: bool,
 }
 
 impl Channel {
+    /// A channel of a user with `permissions` in its vhost.
+    pub fn with_permissions(permissions: Option<Arc<Permissions>>) -> Self {
+        let writes_anywhere = permissions
+            .as_ref()
+            .is_some_and(|p| p.write.matches_everything());
+        Channel {
+            permissions,
+            writes_anywhere,
+            ..Channel::new()
+        }
+    }
+
+    /// A channel whose user has no permissions.
     pub fn new() -> Self {
         Channel {
+            permissions: None,
+            writes_anywhere: false,
             next_delivery_tag: 1,
             unacked: VecDeque::new(),
             consumers: Map::default(),

@@ -1,6 +1,8 @@
 //! Consumers and what they get: `basic.qos`, `basic.consume` / `cancel`, `basic.get`, and
 //! dispatch of ready messages to consumers with room (prefetch, delivery credit, priorities).
 
+use super::permit::Resource;
+use crate::access::Permission;
 use alloc::vec::Vec;
 
 use super::channel::{Consumer, Unacked};
@@ -69,6 +71,13 @@ impl Broker {
                 m.consumer_tag
             ));
         }
+        self.permit(
+            conn,
+            channel,
+            Permission::Read,
+            Resource::Queue,
+            &queue_name,
+        )?;
         let qid = self.usable_queue(conn, &vhost, &queue_name)?;
         // Arguments are checked before exclusive use (RabbitMQ 3.10.8: a string x-priority on
         // a queue in exclusive use is 406, not 403).
@@ -173,6 +182,13 @@ impl Broker {
     ) -> Result<(), Fault> {
         let vhost = self.vhost_of(conn)?;
         let queue_name = self.resolve_queue_name(conn, channel, m.queue.clone())?;
+        self.permit(
+            conn,
+            channel,
+            Permission::Read,
+            Resource::Queue,
+            &queue_name,
+        )?;
         let qid = self.usable_queue(conn, &vhost, &queue_name)?;
         self.expire_head(qid);
         let Broker {

@@ -5,8 +5,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::exchange::{Binding, Destination};
+use super::permit::Resource;
 use super::queue::{Queue, QueueId};
 use super::{Broker, ConnId, Exchange, ExchangeKind};
+use crate::access::Permission::{self, Configure, Read, Write};
 use crate::channel_fault;
 use crate::codec::{
     ExchangeBind, ExchangeBindOk, ExchangeDeclare, ExchangeDeclareOk, ExchangeDelete,
@@ -109,6 +111,14 @@ fn args_equivalent(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
     }
 }
 
+/// A passive declare needs any permission; a refusal names `configure`.
+const ANY: [Permission; 3] = [Read, Write, Configure];
+
+/// A string argument of a declare (`x-dead-letter-exchange`, `alternate-exchange`).
+fn string_arg<'a>(args: &'a FieldTable, key: &str) -> Option<&'a str> {
+    args.get(key)?.as_str()
+}
+
 impl Broker {
     pub(crate) fn vhost_of(&self, conn: ConnId) -> Result<ShortStr, Fault> {
         self.conn_vhost(conn)
@@ -161,6 +171,16 @@ impl Broker {
         let name = m.exchange.clone();
         if name.is_empty() {
             return Err(default_exchange_refused());
+        }
+        if m.passive {
+            self.permit_any(conn, channel, &ANY, Resource::Exchange, &name)?;
+        } else {
+            self.permit(conn, channel, Configure, Resource::Exchange, &name)?;
+            let new = !self.vhosts[&vhost].exchanges.contains_key(&name);
+            if let (true, Some(ae)) = (new, string_arg(&m.arguments, "alternate-exchange")) {
+                self.permit(conn, channel, Read, Resource::Exchange, &name)?;
+                self.permit(conn, channel, Write, Resource::Exchange, ae)?;
+            }
         }
         let kind_text = m.kind.as_str();
         let v = self
@@ -241,6 +261,7 @@ impl Broker {
                 "deletion of system exchange '{name}' in vhost '{vhost}' not allowed"
             ));
         }
+        self.permit(conn, channel, Configure, Resource::Exchange, &name)?;
         let v = &self.vhosts[&vhost];
         if let Some(ex) = v.exchanges.get(&name) {
             if m.if_unused && ex.has_bindings() {
@@ -258,7 +279,7 @@ impl Broker {
     }
 
     /// Removes an exchange and every binding to or from it.
-    fn delete_exchange(&mut self, vhost: &ShortStr, name: &ShortStr) {
+    pub(crate) fn delete_exchange(&mut self, vhost: &ShortStr, name: &ShortStr) {
         let Some(v) = self.vhosts.get_mut(vhost) else {
             return;
         };
@@ -314,6 +335,7 @@ impl Broker {
         m: ExchangeBind,
     ) -> Result<(), Fault> {
         let vhost = self.vhost_of(conn)?;
+        self.permit_binding(conn, channel, &m.source, Resource::Exchange, &m.destination)?;
         self.check_bind_ends(&vhost, &m.source, &m.destination, true)?;
         let binding = Binding {
             destination: Destination::Exchange(m.destination.clone()),
@@ -334,6 +356,7 @@ impl Broker {
         m: ExchangeUnbind,
     ) -> Result<(), Fault> {
         let vhost = self.vhost_of(conn)?;
+        self.permit_binding(conn, channel, &m.source, Resource::Exchange, &m.destination)?;
         if m.source.is_empty() || m.destination.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -348,6 +371,19 @@ impl Broker {
             self.reply(conn, channel, ExchangeUnbindOk);
         }
         Ok(())
+    }
+
+    /// A binding needs `write` on its destination and `read` on its source exchange.
+    fn permit_binding(
+        &self,
+        conn: ConnId,
+        channel: u16,
+        source: &str,
+        destination_kind: Resource,
+        destination: &str,
+    ) -> Result<(), Fault> {
+        self.permit(conn, channel, Write, destination_kind, destination)?;
+        self.permit(conn, channel, Read, Resource::Exchange, source)
     }
 
     /// Checks both ends of a binding exist (and neither is the default exchange).
@@ -435,7 +471,12 @@ impl Broker {
         if name.is_empty() {
             name = ShortStr::from(self.rng.name("amq.gen-"));
         }
+        self.permit(conn, channel, Configure, Resource::Queue, &name)?;
         let existing = self.vhosts[&vhost].queues.get(&name).copied();
+        if let (None, Some(dlx)) = (existing, string_arg(&m.arguments, "x-dead-letter-exchange")) {
+            self.permit(conn, channel, Read, Resource::Queue, &name)?;
+            self.permit(conn, channel, Write, Resource::Exchange, dlx)?;
+        }
         // Only new names are checked: a server-named queue may be redeclared by its name.
         if existing.is_none() && name.starts_with("amq.") && !m.queue.is_empty() {
             return Err(channel_fault!(
@@ -462,6 +503,9 @@ impl Broker {
         m: &QueueDeclare,
     ) -> Result<(), Fault> {
         let name = self.resolve_queue_name(conn, channel, m.queue.clone())?;
+        if !self.is_reply_address(&name) {
+            self.permit_any(conn, channel, &ANY, Resource::Queue, &name)?;
+        }
         if self.is_reply_address(&name) {
             if !m.no_wait {
                 let ok = QueueDeclareOk {
@@ -605,6 +649,7 @@ impl Broker {
     ) -> Result<(), Fault> {
         let vhost = self.vhost_of(conn)?;
         let queue = self.resolve_queue_name(conn, channel, m.queue)?;
+        self.permit_binding(conn, channel, &m.exchange, Resource::Queue, &queue)?;
         if m.exchange.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -630,6 +675,7 @@ impl Broker {
     ) -> Result<(), Fault> {
         let vhost = self.vhost_of(conn)?;
         let queue = self.resolve_queue_name(conn, channel, m.queue)?;
+        self.permit_binding(conn, channel, &m.exchange, Resource::Queue, &queue)?;
         if m.exchange.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -658,6 +704,7 @@ impl Broker {
     ) -> Result<(), Fault> {
         let vhost = self.vhost_of(conn)?;
         let queue = self.resolve_queue_name(conn, channel, m.queue)?;
+        self.permit(conn, channel, Read, Resource::Queue, &queue)?;
         let id = self.usable_queue(conn, &vhost, &queue)?;
         let q = self.queues.get_mut(&id).expect("found above");
         let count = q.message_count();
@@ -690,6 +737,7 @@ impl Broker {
     ) -> Result<(), Fault> {
         let vhost = self.vhost_of(conn)?;
         let queue = self.resolve_queue_name(conn, channel, m.queue)?;
+        self.permit(conn, channel, Configure, Resource::Queue, &queue)?;
         let id = match self.usable_queue(conn, &vhost, &queue) {
             Ok(id) => id,
             // Deleting a queue that does not exist succeeds, as in RabbitMQ.

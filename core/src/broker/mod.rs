@@ -33,7 +33,7 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::auth::Authenticator;
+use crate::access::{Access, Hashing, PasswordHash, Permissions, User};
 use crate::codec::{BasicPublish, ConnectionOpen, FieldTable, Method, ShortStr};
 use crate::connection_fault;
 pub(crate) use crate::message::Message;
@@ -106,7 +106,7 @@ impl Conn {
 
 /// The broker. See the module docs.
 pub struct Broker {
-    auth: alloc::boxed::Box<dyn Authenticator + Send>,
+    access: Access,
     storage: alloc::boxed::Box<dyn Storage + Send>,
     vhosts: Map<ShortStr, VHost>,
     queues: QueueMap,
@@ -152,19 +152,19 @@ pub struct Broker {
     flow_holds: flow::Holds,
 }
 
+mod admin;
 mod flow;
+mod permit;
+pub use admin::AdminError;
 mod names;
 
 impl Broker {
-    /// A broker with vhost `/`, its predeclared exchanges, and whatever `storage` recovers.
-    pub fn new(
-        config: BrokerConfig,
-        auth: alloc::boxed::Box<dyn Authenticator + Send>,
-        storage: alloc::boxed::Box<dyn Storage + Send>,
-    ) -> Self {
+    /// A broker with vhost `/`, its predeclared exchanges, the user `guest` (password `guest`,
+    /// every permission on `/`), and whatever `storage` recovers.
+    pub fn new(config: BrokerConfig, storage: alloc::boxed::Box<dyn Storage + Send>) -> Self {
         let queue_window = storage.can_page().then_some(config.queue_window);
         let mut broker = Broker {
-            auth,
+            access: Access::new(),
             storage,
             vhosts: Map::default(),
             queues: Map::default(),
@@ -192,8 +192,26 @@ impl Broker {
             flow_holds: Map::default(),
         };
         broker.add_vhost("/");
+        broker.add_default_user();
         broker.recover();
         broker
+    }
+
+    /// RabbitMQ's default user: `guest` / `guest`, every permission on `/`.
+    fn add_default_user(&mut self) {
+        let salt = (self.rng.next_u64() as u32).to_le_bytes();
+        self.access.put_user(User {
+            name: "guest".into(),
+            password: PasswordHash::new(Hashing::Sha256, salt, "guest"),
+            tags: alloc::vec!["administrator".into()],
+        });
+        self.access
+            .set_permissions("guest", "/", Permissions::all());
+    }
+
+    /// The users and their permissions.
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     /// Creates a vhost with the predeclared `amq.*` exchanges (idempotent).
@@ -333,7 +351,7 @@ impl Broker {
                 mechanism,
                 capabilities,
             } => {
-                if self.auth.authenticate(&username, &password) {
+                if self.access.authenticate(&username, &password).is_some() {
                     self.conns.insert(
                         conn,
                         Conn {
@@ -393,7 +411,7 @@ impl Broker {
             self.raise(conn, 0, fault);
             return;
         }
-        if !self.auth.may_open_vhost(&c.username, &vhost) {
+        if self.access.permissions(&c.username, &vhost).is_none() {
             let fault = connection_fault!(
                 NOT_ALLOWED,
                 "access to vhost '{}' refused for user '{}'",
@@ -471,7 +489,11 @@ impl Broker {
             return Ok(());
         }
         if let Method::ChannelOpen(_) = method {
-            c.channels.insert(channel, Channel::new());
+            // The permissions as they are now stay with the channel (RabbitMQ's rule: a change
+            // applies to channels opened after it).
+            let vhost = c.vhost.as_deref().unwrap_or_default();
+            let perms = self.access.permissions(&c.username, vhost).cloned();
+            c.channels.insert(channel, Channel::with_permissions(perms));
             self.reply(conn, channel, crate::codec::ChannelOpenOk::default());
             return Ok(());
         }

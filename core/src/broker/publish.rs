@@ -2,6 +2,8 @@
 //! bindings), enqueueing with TTL and length limits, confirms and mandatory returns
 //! (AMQP 0-9-1 §1.8 basic.publish, RabbitMQ's confirm extension).
 
+use super::permit::Resource;
+use crate::access::Permission;
 use alloc::vec::Vec;
 
 use super::channel::TxOp;
@@ -29,13 +31,19 @@ impl Broker {
         message: Message,
     ) -> Result<(), Fault> {
         let vhost = self.vhost_of(conn)?;
-        if !self
-            .conns
-            .get(&conn)
-            .is_some_and(|c| c.channels.contains_key(&channel))
-        {
+        let Some(ch) = self.conns.get(&conn).and_then(|c| c.channels.get(&channel)) else {
             // The channel was closed by a fault; this publish was already in flight.
             return Ok(());
+        };
+        if !ch.writes_anywhere {
+            let exchange = message.exchange().as_str();
+            self.permit(
+                conn,
+                channel,
+                Permission::Write,
+                Resource::Exchange,
+                exchange,
+            )?;
         }
         self.check_publish(conn, p, &message)?;
         let message = self.rewrite_reply_to(conn, channel, message)?;

@@ -1,0 +1,179 @@
+//! What an operator changes at run time (`warren ctl`, the management API): users, their
+//! permissions, vhosts. Errors carry rabbitmqctl's wording, so a front end can print them as
+//! they are.
+//!
+//! As in RabbitMQ: deleting a user closes that user's connections; deleting a vhost deletes its
+//! queues and exchanges and closes the connections to it; changed permissions apply to
+//! channels opened afterwards.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::Broker;
+use crate::access::{PasswordHash, Permissions, User};
+use crate::codec::ShortStr;
+use crate::connection_fault;
+use crate::vocab::ConnId;
+
+/// Why an operator's change was refused; `Display` is rabbitmqctl's message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminError {
+    NoSuchUser(String),
+    UserExists(String),
+    NoSuchVhost(String),
+    VhostExists(String),
+    /// A permission pattern that is not a valid regular expression.
+    BadPattern(String),
+}
+
+impl core::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AdminError::NoSuchUser(u) => write!(f, "User \"{u}\" does not exist"),
+            AdminError::UserExists(u) => write!(f, "User \"{u}\" already exists"),
+            AdminError::NoSuchVhost(v) => write!(f, "Virtual host \"{v}\" does not exist"),
+            AdminError::VhostExists(v) => write!(f, "Virtual host \"{v}\" already exists"),
+            AdminError::BadPattern(e) => write!(f, "Invalid regular expression: {e}"),
+        }
+    }
+}
+
+impl Broker {
+    /// `add_user`: a new user without tags or permissions.
+    pub fn add_user(&mut self, name: &str, password: PasswordHash) -> Result<(), AdminError> {
+        if self.access.user(name).is_some() {
+            return Err(AdminError::UserExists(name.into()));
+        }
+        self.access.put_user(User {
+            name: name.into(),
+            password,
+            tags: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// `delete_user`: the user, their permissions, and their open connections go.
+    pub fn delete_user(&mut self, name: &str) -> Result<(), AdminError> {
+        if !self.access.delete_user(name) {
+            return Err(AdminError::NoSuchUser(name.into()));
+        }
+        let gone: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.username == name)
+            .map(|(id, _)| *id)
+            .collect();
+        self.force_close(gone, "user deleted");
+        Ok(())
+    }
+
+    /// `change_password` (or `clear_password`, with [`PasswordHash::none`]).
+    pub fn change_password(
+        &mut self,
+        name: &str,
+        password: PasswordHash,
+    ) -> Result<(), AdminError> {
+        let user = self
+            .access
+            .user_mut(name)
+            .ok_or_else(|| AdminError::NoSuchUser(name.into()))?;
+        user.password = password;
+        Ok(())
+    }
+
+    /// `set_user_tags`: replaces the user's tags.
+    pub fn set_user_tags(&mut self, name: &str, tags: Vec<ShortStr>) -> Result<(), AdminError> {
+        let user = self
+            .access
+            .user_mut(name)
+            .ok_or_else(|| AdminError::NoSuchUser(name.into()))?;
+        user.tags = tags;
+        Ok(())
+    }
+
+    /// `set_permissions -p VHOST USER CONF WRITE READ`.
+    pub fn set_permissions(
+        &mut self,
+        user: &str,
+        vhost: &str,
+        configure: &str,
+        write: &str,
+        read: &str,
+    ) -> Result<(), AdminError> {
+        if self.access.user(user).is_none() {
+            return Err(AdminError::NoSuchUser(user.into()));
+        }
+        if !self.vhosts.contains_key(vhost) {
+            return Err(AdminError::NoSuchVhost(vhost.into()));
+        }
+        let p =
+            Permissions::new(configure, write, read).map_err(|e| AdminError::BadPattern(e.0))?;
+        self.access.set_permissions(user, vhost, p);
+        Ok(())
+    }
+
+    /// `clear_permissions -p VHOST USER`.
+    pub fn clear_permissions(&mut self, user: &str, vhost: &str) -> Result<(), AdminError> {
+        if self.access.user(user).is_none() {
+            return Err(AdminError::NoSuchUser(user.into()));
+        }
+        if !self.vhosts.contains_key(vhost) {
+            return Err(AdminError::NoSuchVhost(vhost.into()));
+        }
+        self.access.clear_permissions(user, vhost);
+        Ok(())
+    }
+
+    /// `add_vhost`: refused if it exists (see [`Broker::add_vhost`] for the idempotent form).
+    pub fn create_vhost(&mut self, name: &str) -> Result<(), AdminError> {
+        if self.vhosts.contains_key(name) {
+            return Err(AdminError::VhostExists(name.into()));
+        }
+        self.add_vhost(name);
+        Ok(())
+    }
+
+    /// `delete_vhost`: its connections are closed, its queues (with their messages) and
+    /// exchanges deleted, the permissions to it cleared.
+    pub fn delete_vhost(&mut self, name: &str) -> Result<(), AdminError> {
+        if !self.vhosts.contains_key(name) {
+            return Err(AdminError::NoSuchVhost(name.into()));
+        }
+        let gone: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.vhost.as_deref() == Some(name))
+            .map(|(id, _)| *id)
+            .collect();
+        self.force_close(gone, "vhost deleted");
+        let queues: Vec<_> = self.vhosts[name].queues.values().copied().collect();
+        for id in queues {
+            self.delete_queue_by_id(id, None);
+        }
+        let vhost = ShortStr::from(name);
+        let exchanges: Vec<ShortStr> = self.vhosts[name]
+            .exchanges
+            .keys()
+            .filter(|x| !x.is_empty() && !x.starts_with("amq."))
+            .cloned()
+            .collect();
+        for x in exchanges {
+            self.delete_exchange(&vhost, &x);
+        }
+        self.vhosts.remove(name);
+        self.access.forget_vhost(name);
+        self.settle_work();
+        Ok(())
+    }
+
+    /// Closes connections with 320 CONNECTION_FORCED, as RabbitMQ closes them for an operator.
+    fn force_close(&mut self, mut conns: Vec<ConnId>, why: &str) {
+        conns.sort();
+        for conn in conns {
+            let text = format!("broker forced connection closure with reason '{why}'");
+            let fault = connection_fault!(CONNECTION_FORCED, "{}", text);
+            self.raise(conn, 0, fault);
+        }
+    }
+}
