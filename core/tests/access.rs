@@ -297,3 +297,49 @@ fn deleting_a_user_or_a_vhost_closes_its_connections() {
     assert!(w.broker().access().permissions("guest", "v").is_none());
     assert!(w.client(g).take().is_empty(), "a connection to / stays");
 }
+
+#[test]
+fn users_vhosts_and_permissions_outlive_a_restart_and_guest_is_made_only_once() {
+    let storage = SharedStorage::new(warren_core::storage::MemoryStorage::default());
+    let mut w = World::with_storage(storage.clone());
+    w.admin(|b| {
+        b.add_user("u", PasswordHash::new(Hashing::Sha256, [9, 9, 9, 9], "pw"))
+            .unwrap();
+        b.set_user_tags("u", vec!["monitoring".into()]).unwrap();
+        b.create_vhost("v").unwrap();
+        b.set_permissions("u", "v", "^a", ".*", ".*").unwrap();
+        b.delete_user("guest").unwrap();
+    });
+    let mut w = World::with_storage(storage.clone());
+    let (_, r) = login(&mut w, "u", "pw", "v");
+    assert!(
+        matches!(
+            r.last().and_then(Received::method),
+            Some(Method::ConnectionOpenOk(_))
+        ),
+        "{r:?}"
+    );
+    let access = w.broker().access();
+    assert_eq!(access.user("u").unwrap().tags, ["monitoring"]);
+    assert_eq!(
+        access.permissions("u", "v").unwrap().configure.as_str(),
+        "^a"
+    );
+    assert!(
+        access.user("guest").is_none(),
+        "a deleted guest stays deleted"
+    );
+    let (_, r) = login(&mut w, "guest", "guest", "/");
+    assert!(!r
+        .iter()
+        .any(|x| matches!(x.method(), Some(Method::ConnectionOpenOk(_)))));
+    // Deleting the vhost and the user: nothing of them comes back.
+    w.admin(|b| {
+        b.delete_vhost("v").unwrap();
+        b.delete_user("u").unwrap();
+    });
+    let w = World::with_storage(storage);
+    assert!(!w.broker().vhost_names().any(|v| v == "v"));
+    assert!(w.broker().access().user("u").is_none());
+    assert_eq!(w.broker().access().all_permissions().count(), 0);
+}

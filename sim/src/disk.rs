@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use warren_core::storage::{
-    BindingRecord, ExchangeRecord, MessageRecord, QueueRecord, Recovered, Storage,
+    BindingRecord, ExchangeRecord, MessageRecord, PermissionRecord, QueueRecord, Recovered,
+    Storage, UserRecord,
 };
 use warren_store::{frame, open_on, Batch, Disk, DiskStorage, Op, Options, SegmentRead, Writer};
 
@@ -285,6 +286,24 @@ impl Storage for SimStore {
     }
     fn mark_delivered(&mut self, vhost: &str, queue: &str, id: u64) {
         self.store.mark_delivered(vhost, queue, id)
+    }
+    fn save_vhost(&mut self, name: &str) {
+        self.store.save_vhost(name)
+    }
+    fn delete_vhost(&mut self, name: &str) {
+        self.store.delete_vhost(name)
+    }
+    fn save_user(&mut self, record: &UserRecord) {
+        self.store.save_user(record)
+    }
+    fn delete_user(&mut self, name: &str) {
+        self.store.delete_user(name)
+    }
+    fn save_permission(&mut self, record: &PermissionRecord) {
+        self.store.save_permission(record)
+    }
+    fn delete_permission(&mut self, user: &str, vhost: &str) {
+        self.store.delete_permission(user, vhost)
     }
     fn load(&mut self) -> Recovered {
         self.store.load()

@@ -3,7 +3,10 @@
 
 use warren_core::codec::ShortStr;
 use warren_core::storage::codec::{self, BadRecord};
-use warren_core::storage::{BindingRecord, ExchangeRecord, MessageRecord, QueueRecord, Storage};
+use warren_core::storage::{
+    BindingRecord, ExchangeRecord, MessageRecord, PermissionRecord, QueueRecord, Storage,
+    UserRecord,
+};
 
 use crate::frame;
 
@@ -24,6 +27,14 @@ pub const TRANSIENT: u8 = 10;
 /// message payload, then the count as u32. One frame, so a crash keeps both or neither; the
 /// count in a record of its own could survive apart from the copy and go with an old segment.
 pub const COUNTED: u8 = 11;
+/// Vhosts, users and permissions (`warren ctl`): saved, and deleted.
+pub const VHOST: u8 = 12;
+pub const VHOST_DELETED: u8 = 13;
+pub const USER: u8 = 14;
+pub const USER_DELETED: u8 = 15;
+pub const PERMISSION: u8 = 16;
+/// Payload: the `name` shape, `user vhost`.
+pub const PERMISSION_DELETED: u8 = 17;
 
 /// The message payload and delivery count of a message frame (`MESSAGE`, `TRANSIENT` or
 /// `COUNTED`), or None for another kind.
@@ -51,6 +62,13 @@ pub enum Record {
     Acked(ShortStr, ShortStr, u64),
     /// One more delivery.
     Delivered(ShortStr, ShortStr, u64),
+    Vhost(ShortStr),
+    VhostDeleted(ShortStr),
+    User(UserRecord),
+    UserDeleted(ShortStr),
+    Permission(PermissionRecord),
+    /// (user, vhost)
+    PermissionDeleted(ShortStr, ShortStr),
 }
 
 impl Record {
@@ -85,6 +103,15 @@ impl Record {
                 let (v, q, id) = codec::decode_delivered(payload)?;
                 Record::Delivered(v, q, id)
             }
+            VHOST => Record::Vhost(codec::decode_vhost(payload)?),
+            VHOST_DELETED => Record::VhostDeleted(codec::decode_vhost(payload)?),
+            USER => Record::User(codec::decode_user(payload)?),
+            USER_DELETED => Record::UserDeleted(codec::decode_vhost(payload)?),
+            PERMISSION => Record::Permission(codec::decode_permission(payload)?),
+            PERMISSION_DELETED => {
+                let (u, v) = codec::decode_name(payload)?;
+                Record::PermissionDeleted(u, v)
+            }
 
             _ => return Err(BadRecord),
         })
@@ -114,6 +141,12 @@ impl Record {
             Record::BindingDeleted(v, r) => to.delete_binding(v, r),
             Record::Acked(v, q, id) => to.delete_message(v, q, *id),
             Record::Delivered(v, q, id) => to.mark_delivered(v, q, *id),
+            Record::Vhost(v) => to.save_vhost(v),
+            Record::VhostDeleted(v) => to.delete_vhost(v),
+            Record::User(u) => to.save_user(u),
+            Record::UserDeleted(u) => to.delete_user(u),
+            Record::Permission(p) => to.save_permission(p),
+            Record::PermissionDeleted(u, v) => to.delete_permission(u, v),
         }
     }
 }
@@ -167,5 +200,32 @@ pub fn acked(out: &mut Vec<u8>, vhost: &str, queue: &str, id: u64) {
 pub fn delivered(out: &mut Vec<u8>, vhost: &str, queue: &str, id: u64) {
     frame::append(out, DELIVERED, |o| {
         codec::encode_delivered(o, vhost, queue, id)
+    });
+}
+
+pub fn vhost(out: &mut Vec<u8>, name: &str) {
+    frame::append(out, VHOST, |o| codec::encode_vhost(o, name));
+}
+
+pub fn vhost_deleted(out: &mut Vec<u8>, name: &str) {
+    frame::append(out, VHOST_DELETED, |o| codec::encode_vhost(o, name));
+}
+
+pub fn user(out: &mut Vec<u8>, r: &UserRecord) {
+    frame::append(out, USER, |o| codec::encode_user(o, r));
+}
+
+/// A user's name, in the vhost record's shape.
+pub fn user_deleted(out: &mut Vec<u8>, name: &str) {
+    frame::append(out, USER_DELETED, |o| codec::encode_vhost(o, name));
+}
+
+pub fn permission(out: &mut Vec<u8>, r: &PermissionRecord) {
+    frame::append(out, PERMISSION, |o| codec::encode_permission(o, r));
+}
+
+pub fn permission_deleted(out: &mut Vec<u8>, user: &str, vhost: &str) {
+    frame::append(out, PERMISSION_DELETED, |o| {
+        codec::encode_name(o, user, vhost)
     });
 }

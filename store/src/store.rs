@@ -3,7 +3,8 @@
 //! [`Storage::flush`] (once per round) hands the round's bytes to the writer thread.
 
 use warren_core::storage::{
-    BindingRecord, ExchangeRecord, MemoryStorage, MessageRecord, QueueRecord, Recovered, Storage,
+    BindingRecord, ExchangeRecord, MemoryStorage, MessageRecord, PermissionRecord, QueueRecord,
+    Recovered, Storage, UserRecord,
 };
 
 use crate::ledger::{Ledger, Segment};
@@ -100,6 +101,15 @@ impl DiskStorage {
         for (vhost, b) in &now.bindings {
             self.record(true, |o| records::binding(o, vhost, b));
         }
+        for v in &now.vhosts {
+            self.record(true, |o| records::vhost(o, v));
+        }
+        for u in &now.users {
+            self.record(true, |o| records::user(o, u));
+        }
+        for p in &now.permissions {
+            self.record(true, |o| records::permission(o, p));
+        }
     }
 }
 
@@ -129,6 +139,30 @@ impl Storage for DiskStorage {
     fn delete_binding(&mut self, vhost: &str, record: &BindingRecord) {
         self.definitions.delete_binding(vhost, record);
         self.record(false, |o| records::binding_deleted(o, vhost, record));
+    }
+    fn save_vhost(&mut self, name: &str) {
+        self.definitions.save_vhost(name);
+        self.record(true, |o| records::vhost(o, name));
+    }
+    fn delete_vhost(&mut self, name: &str) {
+        self.definitions.delete_vhost(name);
+        self.record(false, |o| records::vhost_deleted(o, name));
+    }
+    fn save_user(&mut self, record: &UserRecord) {
+        self.definitions.save_user(record);
+        self.record(true, |o| records::user(o, record));
+    }
+    fn delete_user(&mut self, name: &str) {
+        self.definitions.delete_user(name);
+        self.record(false, |o| records::user_deleted(o, name));
+    }
+    fn save_permission(&mut self, record: &PermissionRecord) {
+        self.definitions.save_permission(record);
+        self.record(true, |o| records::permission(o, record));
+    }
+    fn delete_permission(&mut self, user: &str, vhost: &str) {
+        self.definitions.delete_permission(user, vhost);
+        self.record(false, |o| records::permission_deleted(o, user, vhost));
     }
     fn save_message(&mut self, vhost: &str, queue: &str, record: &MessageRecord) {
         self.ledger.on_message(vhost, queue, record.id);

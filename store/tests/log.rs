@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use warren_core::access::Hashing;
 use warren_core::codec::FieldTable;
 use warren_core::exchange_kind::ExchangeKind;
 use warren_core::storage::{
-    BindingRecord, ExchangeRecord, MessageRecord, QueueRecord, Recovered, Storage,
+    BindingRecord, ExchangeRecord, MessageRecord, PermissionRecord, QueueRecord, Recovered,
+    Storage, UserRecord,
 };
 use warren_store::{open, OpenError, Opened, Options, Report};
 
@@ -209,6 +211,66 @@ fn segments_go_once_acked_and_definitions_outlive_them() {
     );
     assert_eq!(bodies(&r, "q"), ["0123456789abcdef"]);
     assert_eq!(r.messages[0].2[0].id, 40);
+}
+
+fn user(name: &str, tags: &[&str]) -> UserRecord {
+    UserRecord {
+        name: name.into(),
+        hashing: Hashing::Sha256,
+        password_hash: vec![7; 36],
+        tags: tags.iter().map(|t| (*t).into()).collect(),
+    }
+}
+
+fn permission(user: &str, vhost: &str, write: &str) -> PermissionRecord {
+    PermissionRecord {
+        user: user.into(),
+        vhost: vhost.into(),
+        configure: ".*".into(),
+        write: write.into(),
+        read: "^(a|b)$".into(),
+    }
+}
+
+#[test]
+fn vhosts_users_and_permissions_come_back_and_outlive_their_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut o, _) = opened(dir.path(), &options(256));
+    o.storage.save_vhost("/");
+    o.storage.save_vhost("v");
+    o.storage.save_vhost("gone");
+    o.storage.save_user(&user("u", &["management"]));
+    o.storage.save_user(&user("old", &[]));
+    o.storage.save_permission(&permission("u", "v", "^x$"));
+    o.storage.save_permission(&permission("u", "gone", ".*"));
+    o.storage.save_permission(&permission("old", "v", ".*"));
+    // Changed, then deleted.
+    o.storage
+        .save_user(&user("u", &["administrator", "monitoring"]));
+    o.storage.delete_permission("u", "gone");
+    o.storage.delete_vhost("gone");
+    o.storage.delete_permission("old", "v");
+    o.storage.delete_user("old");
+    // Enough messages, acked, that the segments holding all of the above go.
+    o.storage.save_queue(&queue("q"));
+    for id in 1..=40 {
+        o.storage
+            .save_message("/", "q", &message(id, "0123456789abcdef"));
+    }
+    o.storage.flush();
+    for id in 1..=40 {
+        o.storage.delete_message("/", "q", id);
+    }
+    o.storage.flush();
+    close(o);
+    assert!(
+        segment_files(dir.path())[0][..16].parse::<u64>().unwrap() > 0,
+        "the first segments went"
+    );
+    let (r, _) = reopen(dir.path());
+    assert_eq!(r.vhosts, ["/", "v"]);
+    assert_eq!(r.users, [user("u", &["administrator", "monitoring"])]);
+    assert_eq!(r.permissions, [permission("u", "v", "^x$")]);
 }
 
 #[test]

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use warren_core::storage::{
-    BindingRecord, ExchangeRecord, MemoryStorage, MessageRecord, QueueRecord, Recovered, Storage,
+    BindingRecord, ExchangeRecord, MemoryStorage, MessageRecord, PermissionRecord, QueueRecord,
+    Recovered, Storage, UserRecord,
 };
 
 /// A [`Storage`] that forwards to a shared [`MemoryStorage`], so a test can keep a handle on
@@ -103,6 +104,24 @@ impl Storage for SharedStorage {
     }
     fn mark_delivered(&mut self, vhost: &str, queue: &str, id: u64) {
         self.write().mark_delivered(vhost, queue, id)
+    }
+    fn save_vhost(&mut self, name: &str) {
+        self.write().save_vhost(name)
+    }
+    fn delete_vhost(&mut self, name: &str) {
+        self.write().delete_vhost(name)
+    }
+    fn save_user(&mut self, record: &UserRecord) {
+        self.write().save_user(record)
+    }
+    fn delete_user(&mut self, name: &str) {
+        self.write().delete_user(name)
+    }
+    fn save_permission(&mut self, record: &PermissionRecord) {
+        self.write().save_permission(record)
+    }
+    fn delete_permission(&mut self, user: &str, vhost: &str) {
+        self.write().delete_permission(user, vhost)
     }
     fn load(&mut self) -> Recovered {
         self.lock().load()

@@ -36,7 +36,8 @@ use warren_core::storage::codec::{
     put_str, BadRecord, Reader,
 };
 use warren_core::storage::{
-    BindingRecord, ExchangeRecord, MessageRecord, QueueRecord, Recovered, Storage,
+    BindingRecord, ExchangeRecord, MessageRecord, PermissionRecord, QueueRecord, Recovered,
+    Storage, UserRecord,
 };
 
 pub const STORE_EXCHANGES: u8 = 0;
@@ -71,6 +72,12 @@ impl Storage for NoStorage {
     fn save_message(&mut self, _: &str, _: &str, _: &MessageRecord) {}
     fn delete_message(&mut self, _: &str, _: &str, _: u64) {}
     fn mark_delivered(&mut self, _: &str, _: &str, _: u64) {}
+    fn save_vhost(&mut self, _: &str) {}
+    fn delete_vhost(&mut self, _: &str) {}
+    fn save_user(&mut self, _: &UserRecord) {}
+    fn delete_user(&mut self, _: &str) {}
+    fn save_permission(&mut self, _: &PermissionRecord) {}
+    fn delete_permission(&mut self, _: &str, _: &str) {}
     fn load(&mut self) -> Recovered {
         Recovered::default()
     }
@@ -208,6 +215,14 @@ impl Storage for JournalStorage {
         self.emit(OP_PUT, STORE_DELIVERED, &key, Some(&value));
     }
 
+    // A page's users and vhosts come from its options at every start (`Engine::new`), so the
+    // journal keeps none of them.
+    fn save_vhost(&mut self, _: &str) {}
+    fn delete_vhost(&mut self, _: &str) {}
+    fn save_user(&mut self, _: &UserRecord) {}
+    fn delete_user(&mut self, _: &str) {}
+    fn save_permission(&mut self, _: &PermissionRecord) {}
+    fn delete_permission(&mut self, _: &str, _: &str) {}
     fn load(&mut self) -> Recovered {
         self.recovered.take().unwrap_or_default()
     }

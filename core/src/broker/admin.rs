@@ -14,6 +14,7 @@ use super::Broker;
 use crate::access::{PasswordHash, Permissions, User};
 use crate::codec::ShortStr;
 use crate::connection_fault;
+use crate::storage::{PermissionRecord, UserRecord};
 use crate::vocab::ConnId;
 
 /// Why an operator's change was refused; `Display` is rabbitmqctl's message.
@@ -45,19 +46,32 @@ impl Broker {
         if self.access.user(name).is_some() {
             return Err(AdminError::UserExists(name.into()));
         }
-        self.access.put_user(User {
+        let user = User {
             name: name.into(),
             password,
             tags: Vec::new(),
-        });
+        };
+        self.storage.save_user(&user_record(&user));
+        self.access.put_user(user);
         Ok(())
     }
 
     /// `delete_user`: the user, their permissions, and their open connections go.
     pub fn delete_user(&mut self, name: &str) -> Result<(), AdminError> {
-        if !self.access.delete_user(name) {
+        if self.access.user(name).is_none() {
             return Err(AdminError::NoSuchUser(name.into()));
         }
+        let vhosts: Vec<ShortStr> = self
+            .access
+            .all_permissions()
+            .filter(|(u, _, _)| *u == name)
+            .map(|(_, v, _)| v.into())
+            .collect();
+        for v in vhosts {
+            self.storage.delete_permission(name, &v);
+        }
+        self.storage.delete_user(name);
+        self.access.delete_user(name);
         let gone: Vec<ConnId> = self
             .conns
             .iter()
@@ -79,6 +93,8 @@ impl Broker {
             .user_mut(name)
             .ok_or_else(|| AdminError::NoSuchUser(name.into()))?;
         user.password = password;
+        let record = user_record(user);
+        self.storage.save_user(&record);
         Ok(())
     }
 
@@ -89,6 +105,8 @@ impl Broker {
             .user_mut(name)
             .ok_or_else(|| AdminError::NoSuchUser(name.into()))?;
         user.tags = tags;
+        let record = user_record(user);
+        self.storage.save_user(&record);
         Ok(())
     }
 
@@ -109,7 +127,7 @@ impl Broker {
         }
         let p =
             Permissions::new(configure, write, read).map_err(|e| AdminError::BadPattern(e.0))?;
-        self.access.set_permissions(user, vhost, p);
+        self.save_permissions(user, vhost, p);
         Ok(())
     }
 
@@ -121,7 +139,9 @@ impl Broker {
         if !self.vhosts.contains_key(vhost) {
             return Err(AdminError::NoSuchVhost(vhost.into()));
         }
-        self.access.clear_permissions(user, vhost);
+        if self.access.clear_permissions(user, vhost) {
+            self.storage.delete_permission(user, vhost);
+        }
         Ok(())
     }
 
@@ -131,6 +151,7 @@ impl Broker {
             return Err(AdminError::VhostExists(name.into()));
         }
         self.add_vhost(name);
+        self.storage.save_vhost(name);
         Ok(())
     }
 
@@ -162,9 +183,31 @@ impl Broker {
             self.delete_exchange(&vhost, &x);
         }
         self.vhosts.remove(name);
+        let users: Vec<ShortStr> = self
+            .access
+            .all_permissions()
+            .filter(|(_, v, _)| *v == name)
+            .map(|(u, _, _)| u.into())
+            .collect();
+        for u in users {
+            self.storage.delete_permission(&u, name);
+        }
+        self.storage.delete_vhost(name);
         self.access.forget_vhost(name);
         self.settle_work();
         Ok(())
+    }
+
+    /// Grants `p` and stores it.
+    pub(crate) fn save_permissions(&mut self, user: &str, vhost: &str, p: Permissions) {
+        self.storage.save_permission(&PermissionRecord {
+            user: user.into(),
+            vhost: vhost.into(),
+            configure: p.configure.as_str().into(),
+            write: p.write.as_str().into(),
+            read: p.read.as_str().into(),
+        });
+        self.access.set_permissions(user, vhost, p);
     }
 
     /// Closes connections with 320 CONNECTION_FORCED, as RabbitMQ closes them for an operator.
@@ -175,5 +218,15 @@ impl Broker {
             let fault = connection_fault!(CONNECTION_FORCED, "{}", text);
             self.raise(conn, 0, fault);
         }
+    }
+}
+
+/// A user as storage keeps it.
+pub(crate) fn user_record(u: &User) -> UserRecord {
+    UserRecord {
+        name: u.name.clone(),
+        hashing: u.password.hashing,
+        password_hash: u.password.bytes.clone(),
+        tags: u.tags.clone(),
     }
 }

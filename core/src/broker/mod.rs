@@ -191,22 +191,24 @@ impl Broker {
             flow_backlog: config.flow_backlog,
             flow_holds: Map::default(),
         };
-        broker.add_vhost("/");
-        broker.add_default_user();
         broker.recover();
         broker
     }
 
-    /// RabbitMQ's default user: `guest` / `guest`, every permission on `/`.
-    fn add_default_user(&mut self) {
+    /// What a new node starts with, as RabbitMQ's does: vhost `/`, and user `guest` (password
+    /// `guest`, tag `administrator`) with every permission on it; stored at once.
+    pub(crate) fn add_defaults(&mut self) {
+        self.add_vhost("/");
+        self.storage.save_vhost("/");
         let salt = (self.rng.next_u64() as u32).to_le_bytes();
-        self.access.put_user(User {
+        let guest = User {
             name: "guest".into(),
             password: PasswordHash::new(Hashing::Sha256, salt, "guest"),
             tags: alloc::vec!["administrator".into()],
-        });
-        self.access
-            .set_permissions("guest", "/", Permissions::all());
+        };
+        self.storage.save_user(&admin::user_record(&guest));
+        self.access.put_user(guest);
+        self.save_permissions("guest", "/", Permissions::all());
     }
 
     /// The users and their permissions.

@@ -4,6 +4,7 @@
 use super::exchange::Destination;
 use super::queue::{QueueId, QueuedMessage, NEVER};
 use super::{Broker, Exchange, Message};
+use crate::access::{PasswordHash, Permissions, User};
 use crate::codec::ShortStr;
 use crate::storage::{BindingRecord, ExchangeRecord, MessageRecord, QueueRecord};
 use alloc::vec::Vec;
@@ -13,6 +14,31 @@ impl Broker {
     pub(crate) fn recover(&mut self) {
         let recovered = self.storage.load();
         self.next_store_id = self.next_store_id.max(recovered.next_message_id);
+        if recovered.vhosts.is_empty() && recovered.users.is_empty() {
+            // A store that never held the access model: a new node, or a data directory from
+            // before Warren stored it.
+            self.add_defaults();
+        }
+        for v in &recovered.vhosts {
+            self.add_vhost(v);
+        }
+        for u in recovered.users {
+            self.access.put_user(User {
+                name: u.name,
+                password: PasswordHash {
+                    hashing: u.hashing,
+                    bytes: u.password_hash,
+                },
+                tags: u.tags,
+            });
+        }
+        for p in recovered.permissions {
+            // Stored patterns were checked when set; one that no longer compiles (a build
+            // without the regex engine) grants nothing.
+            if let Ok(perms) = Permissions::new(&p.configure, &p.write, &p.read) {
+                self.access.set_permissions(&p.user, &p.vhost, perms);
+            }
+        }
         self.recover_exchanges(recovered.exchanges);
         self.recover_queues(recovered.queues);
         self.recover_bindings(recovered.bindings);

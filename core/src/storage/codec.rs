@@ -13,7 +13,11 @@
 //!   once, so after a restart it comes back `redelivered`; kept apart from the message so
 //!   that marking one never rewrites its body); a log-structured store writes an ack (the
 //!   message is gone) in the same shape
-//! - name: `1 vhost:str name:str` (a log-structured store's deletion of an exchange or queue)
+//! - name: `1 vhost:str name:str` (a log-structured store's deletion of an exchange or queue;
+//!   of a user's permissions, `user:str vhost:str`)
+//! - vhost: `1 name:str`
+//! - user: `1 name:str hashing:u8 hash:blob tags:u8 (tag:str)*` (hashing 0 SHA-256, 1 SHA-512)
+//! - permission: `1 user:str vhost:str configure:str write:str read:str`
 //!
 //! Decoding checks every length: bad bytes are a [`BadRecord`], never a panic.
 
@@ -21,7 +25,10 @@ use alloc::vec::Vec;
 
 use bytes::Bytes;
 
-use super::records::{BindingRecord, ExchangeRecord, MessageRecord, QueueRecord};
+use super::records::{
+    BindingRecord, ExchangeRecord, MessageRecord, PermissionRecord, QueueRecord, UserRecord,
+};
+use crate::access::Hashing;
 use crate::codec::{FieldTable, ShortStr};
 use crate::exchange_kind::ExchangeKind;
 
@@ -225,6 +232,78 @@ pub fn decode_delivered(bytes: &[u8]) -> Result<(ShortStr, ShortStr, u64), BadRe
     Ok(marker)
 }
 
+pub fn encode_vhost(out: &mut Vec<u8>, name: &str) {
+    out.push(VERSION);
+    put_str(out, name);
+}
+
+pub fn decode_vhost(bytes: &[u8]) -> Result<ShortStr, BadRecord> {
+    let mut r = Reader::new(bytes);
+    r.version()?;
+    let name = r.str()?;
+    r.end()?;
+    Ok(name)
+}
+
+pub fn encode_user(out: &mut Vec<u8>, u: &UserRecord) {
+    out.push(VERSION);
+    put_str(out, &u.name);
+    out.push(match u.hashing {
+        Hashing::Sha256 => 0,
+        Hashing::Sha512 => 1,
+    });
+    put_blob(out, &u.password_hash);
+    let tags = &u.tags[..u.tags.len().min(255)];
+    out.push(tags.len() as u8);
+    for t in tags {
+        put_str(out, t);
+    }
+}
+
+pub fn decode_user(bytes: &[u8]) -> Result<UserRecord, BadRecord> {
+    let mut r = Reader::new(bytes);
+    r.version()?;
+    let name = r.str()?;
+    let hashing = match r.u8()? {
+        0 => Hashing::Sha256,
+        1 => Hashing::Sha512,
+        _ => return Err(BadRecord),
+    };
+    let password_hash = r.blob_slice()?.to_vec();
+    let mut tags = Vec::new();
+    for _ in 0..r.u8()? {
+        tags.push(r.str()?);
+    }
+    r.end()?;
+    Ok(UserRecord {
+        name,
+        hashing,
+        password_hash,
+        tags,
+    })
+}
+
+pub fn encode_permission(out: &mut Vec<u8>, p: &PermissionRecord) {
+    out.push(VERSION);
+    for s in [&*p.user, &*p.vhost, &p.configure, &p.write, &p.read] {
+        put_str(out, s);
+    }
+}
+
+pub fn decode_permission(bytes: &[u8]) -> Result<PermissionRecord, BadRecord> {
+    let mut r = Reader::new(bytes);
+    r.version()?;
+    let p = PermissionRecord {
+        user: r.str()?,
+        vhost: r.str()?,
+        configure: r.str_slice()?.into(),
+        write: r.str_slice()?.into(),
+        read: r.str_slice()?.into(),
+    };
+    r.end()?;
+    Ok(p)
+}
+
 /// Appends a `str`: u16 length, then the bytes (cut at 65535; names are at most 255).
 pub fn put_str(out: &mut Vec<u8>, s: &str) {
     let len = s.len().min(usize::from(u16::MAX));
@@ -412,6 +491,30 @@ mod tests {
         let mut b = Vec::new();
         encode_name(&mut b, "/v", "jobs");
         out.push((b, |d: &[u8]| decode_name(d).is_ok()));
+        let mut b = Vec::new();
+        encode_vhost(&mut b, "/v");
+        out.push((b, |d: &[u8]| decode_vhost(d).is_ok()));
+        let user = UserRecord {
+            name: "u".into(),
+            hashing: Hashing::Sha512,
+            password_hash: alloc::vec![9; 68],
+            tags: alloc::vec!["administrator".into(), "monitoring".into()],
+        };
+        let mut b = Vec::new();
+        encode_user(&mut b, &user);
+        assert_eq!(decode_user(&b), Ok(user));
+        out.push((b, |d: &[u8]| decode_user(d).is_ok()));
+        let p = PermissionRecord {
+            user: "u".into(),
+            vhost: "/v".into(),
+            configure: "^app-.*".into(),
+            write: "".into(),
+            read: ".*".into(),
+        };
+        let mut b = Vec::new();
+        encode_permission(&mut b, &p);
+        assert_eq!(decode_permission(&b), Ok(p));
+        out.push((b, |d: &[u8]| decode_permission(d).is_ok()));
         out
     }
 

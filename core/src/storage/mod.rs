@@ -16,7 +16,9 @@ use crate::codec::ShortStr;
 pub mod codec;
 mod records;
 
-pub use records::{BindingRecord, ExchangeRecord, MessageRecord, QueueRecord};
+pub use records::{
+    BindingRecord, ExchangeRecord, MessageRecord, PermissionRecord, QueueRecord, UserRecord,
+};
 
 /// Everything a storage holds, per vhost, handed to the broker at start.
 #[derive(Clone, Debug, Default)]
@@ -32,6 +34,11 @@ pub struct Recovered {
     /// The lowest id the broker may give a new message: above every id the store still
     /// mentions, acked ones included (a log keeps acks of messages it no longer returns).
     pub next_message_id: u64,
+    /// Vhosts, users and permissions. All empty: a store that never held any (a new data
+    /// directory): the broker starts with `/` and `guest`, and stores them.
+    pub vhosts: Vec<ShortStr>,
+    pub users: Vec<UserRecord>,
+    pub permissions: Vec<PermissionRecord>,
 }
 
 /// A queue's messages left in the store at recovery, after those in [`Recovered::messages`].
@@ -63,6 +70,15 @@ pub trait Storage {
     /// The message went out (once more) to a consumer awaiting an ack: after a restart it is
     /// redelivered, and the store counts how many times (`MessageRecord::deliveries`).
     fn mark_delivered(&mut self, vhost: &str, queue: &str, id: u64);
+    /// Vhosts, users and permissions (what `warren ctl` and the management API change).
+    fn save_vhost(&mut self, name: &str);
+    /// The vhost's queues, exchanges and permissions are deleted first, each on its own.
+    fn delete_vhost(&mut self, name: &str);
+    fn save_user(&mut self, record: &UserRecord);
+    /// The user's permissions are deleted first, each on its own.
+    fn delete_user(&mut self, name: &str);
+    fn save_permission(&mut self, record: &PermissionRecord);
+    fn delete_permission(&mut self, user: &str, vhost: &str);
     /// What was stored before this broker started.
     fn load(&mut self) -> Recovered;
     /// How many writes the store has taken so far, for a store whose writes become durable
@@ -113,6 +129,9 @@ pub struct MemoryStorage {
     queues: BTreeMap<QueueKey, QueueRecord>,
     bindings: Vec<(String, BindingRecord)>,
     messages: BTreeMap<QueueKey, BTreeMap<u64, MessageRecord>>,
+    vhosts: alloc::collections::BTreeSet<String>,
+    users: BTreeMap<String, UserRecord>,
+    permissions: BTreeMap<QueueKey, PermissionRecord>,
 }
 
 impl MemoryStorage {
@@ -159,6 +178,13 @@ impl MemoryStorage {
                 .collect(),
             paged: Vec::new(),
             next_message_id: 0,
+            vhosts: self
+                .vhosts
+                .into_iter()
+                .map(|v| ShortStr::from(v.as_str()))
+                .collect(),
+            users: self.users.into_values().collect(),
+            permissions: self.permissions.into_values().collect(),
         }
     }
 
@@ -215,6 +241,26 @@ impl Storage for MemoryStorage {
         {
             m.deliveries = m.deliveries.saturating_add(1);
         }
+    }
+    fn save_vhost(&mut self, name: &str) {
+        self.vhosts.insert(name.into());
+    }
+    fn delete_vhost(&mut self, name: &str) {
+        self.vhosts.remove(name);
+    }
+    fn save_user(&mut self, record: &UserRecord) {
+        self.users
+            .insert(String::from(record.name.as_str()), record.clone());
+    }
+    fn delete_user(&mut self, name: &str) {
+        self.users.remove(name);
+    }
+    fn save_permission(&mut self, record: &PermissionRecord) {
+        self.permissions
+            .insert(key(&record.user, &record.vhost), record.clone());
+    }
+    fn delete_permission(&mut self, user: &str, vhost: &str) {
+        self.permissions.remove(&key(user, vhost));
     }
     fn load(&mut self) -> Recovered {
         self.clone().into_recovered()

@@ -3,6 +3,10 @@
 
 use bytes::Bytes;
 
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::access::Hashing;
 use crate::codec::{FieldTable, ShortStr};
 use crate::exchange_kind::ExchangeKind;
 
@@ -63,4 +67,24 @@ impl MessageRecord {
                 Ok(Some(2))
             )
     }
+}
+
+/// A user as stored (see [`crate::access::User`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRecord {
+    pub name: ShortStr,
+    pub hashing: Hashing,
+    /// `salt ++ digest`; empty: no password.
+    pub password_hash: Vec<u8>,
+    pub tags: Vec<ShortStr>,
+}
+
+/// A user's permissions in a vhost as stored: the three patterns as written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PermissionRecord {
+    pub user: ShortStr,
+    pub vhost: ShortStr,
+    pub configure: String,
+    pub write: String,
+    pub read: String,
 }
