@@ -1,6 +1,7 @@
 //! `warren`: the AMQP 0-9-1 broker binary.
 
 mod alarms;
+mod ctl;
 mod disk;
 mod memory;
 mod trim;
@@ -40,6 +41,12 @@ enum Cmd {
     Perf {
         #[command(subcommand)]
         command: warren_perf::PerfCommand,
+    },
+    /// Operate a running node, as rabbitmqctl does (`warren ctl help` lists the commands).
+    #[command(disable_help_flag = true)]
+    Ctl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -120,6 +127,9 @@ struct ServerArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Cmd::Ctl { args }) = cli.command {
+        std::process::exit(ctl::client::run(args));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -131,6 +141,7 @@ fn main() -> anyhow::Result<()> {
         Some(Cmd::Server(args)) => args,
         // The load tool runs its own runtime, sized for the scenario.
         Some(Cmd::Perf { command }) => return warren_perf::run(command),
+        Some(Cmd::Ctl { .. }) => unreachable!("handled above"),
         None => cli.server,
     };
     let (synced_tx, synced) = tokio::sync::watch::channel(0u64);
@@ -266,12 +277,13 @@ async fn serve(
         args.disk_free_limit,
         std::time::Duration::from_millis(1000),
     ));
+    let control = ctl::bind(&args.data_dir)?;
+    let control_path = ctl::socket_path(&args.data_dir);
     let shutdown_hub = hub.clone();
-    let mut servers = vec![tokio::spawn(tcp::serve(
-        listener,
-        hub.clone(),
-        config.clone(),
-    ))];
+    let mut servers = vec![
+        tokio::spawn(tcp::serve(listener, hub.clone(), config.clone())),
+        tokio::spawn(ctl::serve(control, hub.clone())),
+    ];
     if let Some(l) = ws_listener {
         let ws = ws::serve(l, hub.clone(), config.clone(), ws_config.clone(), None);
         servers.push(tokio::spawn(ws));
@@ -294,6 +306,8 @@ async fn serve(
     shutdown_hub
         .shutdown(std::time::Duration::from_secs(2))
         .await;
+    // `warren ctl` finds no socket, rather than one nobody answers.
+    let _ = std::fs::remove_file(control_path);
     Ok(())
 }
 

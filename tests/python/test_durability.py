@@ -186,7 +186,7 @@ def test_a_damaged_store_is_refused_by_name_unless_told_to_skip(warren):
     conn.close()
     assert warren.stop() == 0
     damaged = None
-    for name in sorted(os.listdir(warren.data_dir)):
+    for name in sorted(n for n in os.listdir(warren.data_dir) if n.endswith(".seg")):
         path = os.path.join(warren.data_dir, name)
         data = bytearray(open(path, "rb").read())
         at = data.find(b"second-message")

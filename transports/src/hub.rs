@@ -30,6 +30,8 @@ enum HubMsg {
     Alarm(Option<String>),
     MemoryPressure(bool),
     Shutdown(tokio::sync::oneshot::Sender<()>),
+    /// An operator's change or question (`warren ctl`), run on the broker between rounds.
+    Admin(Box<dyn FnOnce(&mut Broker) + Send>),
 }
 
 /// How many messages (each a connection's batch of commands) the hub's inbox holds before
@@ -113,6 +115,21 @@ impl Hub {
     /// Memory runs short, or no longer does (see `Broker::set_memory_pressure`).
     pub async fn set_memory_pressure(&self, on: bool) {
         let _ = self.tx.send(HubMsg::MemoryPressure(on)).await;
+    }
+
+    /// Runs `f` on the broker (between rounds, so it sees a consistent state) and returns what
+    /// it returns; `None` if the hub is gone. What `f` changes takes effect as a round's
+    /// commands do: events go out, writes go to the store.
+    pub async fn admin<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Broker) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = Box::new(move |b: &mut Broker| {
+            let _ = tx.send(f(b));
+        });
+        self.tx.send(HubMsg::Admin(job)).await.ok()?;
+        rx.await.ok()
     }
 
     /// Closes every connection with 320 CONNECTION_FORCED (reason 'shutdown') and waits up to
@@ -228,6 +245,7 @@ async fn run(
                 }
                 HubMsg::Alarm(reason) => broker.set_resource_alarm(reason.as_deref()),
                 HubMsg::MemoryPressure(on) => broker.set_memory_pressure(on),
+                HubMsg::Admin(job) => job(&mut broker),
                 HubMsg::Shutdown(done) => {
                     broker.close_all_connections("shutdown");
                     collect(&mut broker, &mut outbox);

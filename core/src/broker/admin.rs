@@ -23,7 +23,6 @@ pub enum AdminError {
     NoSuchUser(String),
     UserExists(String),
     NoSuchVhost(String),
-    VhostExists(String),
     /// A permission pattern that is not a valid regular expression.
     BadPattern(String),
 }
@@ -34,7 +33,6 @@ impl core::fmt::Display for AdminError {
             AdminError::NoSuchUser(u) => write!(f, "User \"{u}\" does not exist"),
             AdminError::UserExists(u) => write!(f, "User \"{u}\" already exists"),
             AdminError::NoSuchVhost(v) => write!(f, "Virtual host \"{v}\" does not exist"),
-            AdminError::VhostExists(v) => write!(f, "Virtual host \"{v}\" already exists"),
             AdminError::BadPattern(e) => write!(f, "Invalid regular expression: {e}"),
         }
     }
@@ -145,10 +143,11 @@ impl Broker {
         Ok(())
     }
 
-    /// `add_vhost`: refused if it exists (see [`Broker::add_vhost`] for the idempotent form).
+    /// `add_vhost`: creates and stores it; an existing vhost is fine.
     pub fn create_vhost(&mut self, name: &str) -> Result<(), AdminError> {
         if self.vhosts.contains_key(name) {
-            return Err(AdminError::VhostExists(name.into()));
+            // As `rabbitmqctl add_vhost` (3.10): an existing vhost is left as it is.
+            return Ok(());
         }
         self.add_vhost(name);
         self.storage.save_vhost(name);

@@ -1,0 +1,179 @@
+"""Users, vhosts and permissions, administered with `warren ctl` as with rabbitmqctl, and
+enforced on pika clients with RabbitMQ's rules and refusal texts (each checked against
+RabbitMQ 3.10.8: the same verbs' output, exit codes and the same 403/530 texts).
+
+Every test starts a broker of its own (WARREN_BIN only): `warren ctl` finds it by its data
+directory."""
+
+import signal
+import subprocess
+
+import pika
+import pytest
+
+from conftest import WarrenProcess
+
+
+@pytest.fixture
+def warren():
+    w = WarrenProcess().start()
+    yield w
+    w.stop()
+
+
+def ctl(w, *args):
+    """Runs `warren ctl` against the broker; returns (exit code, stdout, stderr)."""
+    p = subprocess.run([w.binary, "ctl", "--data-dir", w.data_dir, *args],
+                       capture_output=True, text=True, timeout=30)
+    return p.returncode, p.stdout, p.stderr
+
+
+def ok(w, *args):
+    code, out, err = ctl(w, *args)
+    assert code == 0, (args, out, err)
+    return out
+
+
+def connect(w, user, password, vhost="/"):
+    return pika.BlockingConnection(
+        w.params(virtual_host=vhost, credentials=pika.PlainCredentials(user, password)))
+
+
+def refused(w, user, password, action):
+    """Runs `action(channel)` as `user`; returns the channel.close code and text."""
+    conn = connect(w, user, password)
+    ch = conn.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        action(ch)
+    conn.close()
+    return e.value.reply_code, e.value.reply_text
+
+
+def test_user_verbs_print_as_rabbitmqctl_does(warren):
+    assert ok(warren, "list_users") == "Listing users ...\nuser\ttags\nguest\t[administrator]\n"
+    assert ok(warren, "add_user", "u", "secret") == 'Adding user "u" ...\n'
+    code, out, err = ctl(warren, "add_user", "u", "other")
+    assert (code, err) == (70, 'Error:\nUser "u" already exists\n')
+    ok(warren, "set_user_tags", "u", "monitoring", "management")
+    assert ok(warren, "-q", "list_users") == (
+        "user\ttags\nguest\t[administrator]\nu\t[monitoring, management]\n")
+    assert ok(warren, "list_users", "--formatter", "json").splitlines()[1:] == [
+        '[{"user":"guest","tags":["administrator"]},'
+        '{"user":"u","tags":["monitoring","management"]}]']
+    assert ok(warren, "authenticate_user", "u", "secret").endswith("Success\n")
+    code, _, err = ctl(warren, "authenticate_user", "u", "wrong")
+    assert code == 65 and "invalid credentials" in err
+    code, _, err = ctl(warren, "delete_user", "nobody")
+    assert (code, err) == (67, 'Error:\nUser "nobody" does not exist\n')
+    code, _, err = ctl(warren, "frobnicate")
+    assert code == 64 and "Command 'frobnicate' not found." in err
+    code, _, err = ctl(warren, "add_user", "only-a-name")
+    assert code == 64 and "not enough arguments" in err
+
+
+def test_a_new_user_logs_in_only_where_permitted(warren):
+    ok(warren, "add_user", "u", "secret")
+    with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as e:
+        connect(warren, "u", "secret")
+    assert "530" in str(e.value) and "access to vhost '/' refused for user 'u'" in str(e.value)
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+        connect(warren, "u", "wrong")
+    ok(warren, "add_vhost", "v")
+    assert ok(warren, "list_vhosts") == "Listing vhosts ...\nname\n/\nv\n"
+    ok(warren, "set_permissions", "-p", "v", "u", ".*", ".*", ".*")
+    assert ok(warren, "list_permissions", "-p", "v") == (
+        'Listing permissions for vhost "v" ...\nuser\tconfigure\twrite\tread\nu\t.*\t.*\t.*\n')
+    conn = connect(warren, "u", "secret", "v")
+    conn.channel().queue_declare("in-v")
+    conn.close()
+    with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as e:
+        connect(warren, "u", "secret", "missing")
+    assert "vhost missing not found" in str(e.value)
+
+
+def test_each_operation_needs_its_permission(warren):
+    ok(warren, "add_user", "u", "secret")
+    ok(warren, "set_permissions", "u", "^app-", "^amq\\.default$", "^mine$")
+    admin = connect(warren, "guest", "guest")
+    g = admin.channel()
+    g.queue_declare("q")
+    g.queue_declare("app-q")
+    g.exchange_declare("x", "fanout")
+
+    def text(kind, name):
+        return "ACCESS_REFUSED - access to %s '%s' in vhost '/' refused for user 'u'" % (kind, name)
+
+    assert refused(warren, "u", "secret", lambda ch: ch.queue_declare("other")) == (
+        403, text("queue", "other"))
+    assert refused(warren, "u", "secret", lambda ch: ch.queue_delete("q")) == (
+        403, text("queue", "q"))
+    assert refused(warren, "u", "secret", lambda ch: ch.queue_purge("q")) == (
+        403, text("queue", "q"))
+    assert refused(warren, "u", "secret", lambda ch: ch.basic_get("q")) == (
+        403, text("queue", "q"))
+    assert refused(warren, "u", "secret",
+                   lambda ch: ch.basic_consume("q", lambda *a: None)) == (403, text("queue", "q"))
+    assert refused(warren, "u", "secret", lambda ch: ch.queue_bind("app-q", "x")) == (
+        403, text("queue", "app-q"))
+
+    def publish_to_x(ch):
+        ch.confirm_delivery()
+        ch.basic_publish("x", "", b"m")
+    assert refused(warren, "u", "secret", publish_to_x) == (403, text("exchange", "x"))
+    # What it may do: declare app-*, publish to the default exchange.
+    conn = connect(warren, "u", "secret")
+    ch = conn.channel()
+    ch.queue_declare("app-new")
+    ch.confirm_delivery()
+    ch.basic_publish("", "q", b"allowed")
+    conn.close()
+    assert g.queue_declare("q", passive=True).method.message_count == 1
+    admin.close()
+    # Changed permissions apply to channels opened afterwards.
+    ok(warren, "clear_permissions", "u")
+    with pytest.raises(pika.exceptions.ProbableAccessDeniedError):
+        connect(warren, "u", "secret")
+
+
+def test_deleting_a_user_closes_their_connections_and_everything_survives_a_restart(warren):
+    ok(warren, "add_user", "u", "secret")
+    ok(warren, "add_vhost", "v")
+    ok(warren, "set_permissions", "-p", "v", "u", "^a", ".*", ".*")
+    ok(warren, "set_user_tags", "u", "management")
+    warren.stop(signal.SIGKILL)
+    warren.start()
+    assert ok(warren, "list_user_permissions", "u") == (
+        'Listing permissions for user "u" ...\nvhost\tconfigure\twrite\tread\nv\t^a\t.*\t.*\n')
+    assert "u\t[management]" in ok(warren, "list_users")
+    conn = connect(warren, "u", "secret", "v")
+    ch = conn.channel()
+    ok(warren, "delete_user", "u")
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+        ch.queue_declare("a-q")
+    assert e.value.reply_code == 320
+    ok(warren, "delete_vhost", "v")
+    warren.stop()
+    warren.start()
+    assert ok(warren, "list_vhosts") == "Listing vhosts ...\nname\n/\n"
+    code, _, _ = ctl(warren, "list_user_permissions", "u")
+    assert code == 69
+
+
+def test_the_debugging_line_shows_an_unacked_message(warren):
+    conn = connect(warren, "guest", "guest")
+    ch = conn.channel()
+    ch.queue_declare("work")
+    for body in (b"1", b"2", b"3"):
+        ch.basic_publish("", "work", body)
+    method, _props, _body = ch.basic_get("work", auto_ack=False)
+    assert method is not None
+    out = ok(warren, "list_queues", "name", "messages_ready", "messages_unacknowledged")
+    assert out == ("Listing queues for vhost / ...\n"
+                   "name\tmessages_ready\tmessages_unacknowledged\nwork\t2\t1\n")
+    conn.close()
+
+
+def test_ctl_without_a_running_node_says_so(tmp_path):
+    w = WarrenProcess(data_dir=str(tmp_path))
+    code, _, err = ctl(w, "list_users")
+    assert code == 69 and "Is warren running there" in err
