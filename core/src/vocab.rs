@@ -45,6 +45,8 @@ pub enum Command {
         password: String,
         mechanism: ShortStr,
         capabilities: ClientCapabilities,
+        /// See [`ConnectionConfig::from_loopback`](crate::ConnectionConfig::from_loopback).
+        from_loopback: bool,
     },
     /// `connection.open`.
     Open { vhost: ShortStr },

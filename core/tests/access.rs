@@ -343,3 +343,31 @@ fn users_vhosts_and_permissions_outlive_a_restart_and_guest_is_made_only_once() 
     assert!(w.broker().access().user("u").is_none());
     assert_eq!(w.broker().access().all_permissions().count(), 0);
 }
+
+#[test]
+fn guest_logs_in_only_from_this_machine_unless_loopback_users_are_lifted() {
+    let mut w = world_with_user(".*", ".*", ".*");
+    w.conn_config.from_loopback = false;
+    let (_, r) = login(&mut w, "guest", "guest", "/");
+    assert!(
+        !r.iter()
+            .any(|x| matches!(x.method(), Some(Method::ConnectionOpenOk(_)))),
+        "guest from elsewhere: {r:?}"
+    );
+    let (_, r) = login(&mut w, "u", "pw", "/");
+    assert!(matches!(
+        r.last().and_then(Received::method),
+        Some(Method::ConnectionOpenOk(_))
+    ));
+    w.admin(|b| b.set_loopback_users(Vec::new()));
+    let (_, r) = login(&mut w, "guest", "guest", "/");
+    assert!(matches!(
+        r.last().and_then(Received::method),
+        Some(Method::ConnectionOpenOk(_))
+    ));
+    w.admin(|b| b.set_loopback_users(vec!["u".into()]));
+    let (_, r) = login(&mut w, "u", "pw", "/");
+    assert!(!r
+        .iter()
+        .any(|x| matches!(x.method(), Some(Method::ConnectionOpenOk(_)))));
+}

@@ -52,6 +52,10 @@ enum Cmd {
 
 #[derive(clap::Args, Clone)]
 struct ServerArgs {
+    /// Users who may log in only from this machine (RabbitMQ's `loopback_users`), comma
+    /// separated; `none` lets every user log in from anywhere.
+    #[arg(long, value_name = "USERS", default_value = "guest")]
+    loopback_users: String,
     /// Address for AMQP over TCP.
     #[arg(long, default_value = "0.0.0.0:5672")]
     amqp: SocketAddr,
@@ -146,13 +150,21 @@ fn main() -> anyhow::Result<()> {
     };
     let (synced_tx, synced) = tokio::sync::watch::channel(0u64);
     let store = open_store(&args, synced_tx)?;
-    let broker = Broker::new(
+    let mut broker = Broker::new(
         BrokerConfig {
             queue_window: queue_window(&args),
             flow_backlog: args.flow_backlog,
             ..BrokerConfig::default()
         },
         Box::new(store.storage),
+    );
+    broker.set_loopback_users(
+        args.loopback_users
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty() && *u != "none")
+            .map(Into::into)
+            .collect(),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

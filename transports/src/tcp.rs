@@ -13,7 +13,11 @@ use crate::hub::Hub;
 /// Accepts connections forever, one task each.
 pub async fn serve(listener: TcpListener, hub: Hub, config: ConnectionConfig) {
     accept_loop(listener, "AMQP", move |stream, peer| {
-        drive(stream, hub.clone(), config.clone(), peer.to_string())
+        let config = ConnectionConfig {
+            from_loopback: peer.ip().is_loopback(),
+            ..config.clone()
+        };
+        drive(stream, hub.clone(), config, peer.to_string())
     })
     .await
 }

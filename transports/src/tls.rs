@@ -61,7 +61,11 @@ pub fn acceptor(cert_path: &Path, key_path: &Path) -> io::Result<TlsAcceptor> {
 /// Accepts `amqps://` connections forever: TLS handshake, then the AMQP driver.
 pub async fn serve(listener: TcpListener, tls: TlsAcceptor, hub: Hub, config: ConnectionConfig) {
     accept_loop(listener, "AMQPS", move |stream, peer| {
-        let (tls, hub, config) = (tls.clone(), hub.clone(), config.clone());
+        let (tls, hub) = (tls.clone(), hub.clone());
+        let config = ConnectionConfig {
+            from_loopback: peer.ip().is_loopback(),
+            ..config.clone()
+        };
         async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
                 Ok(Ok(stream)) => drive(stream, hub, config, peer.to_string()).await,

@@ -28,6 +28,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
@@ -122,7 +123,11 @@ pub async fn serve(
 ) {
     let what = if tls.is_some() { "wss" } else { "ws" };
     accept_loop(listener, what, move |stream, peer| {
-        let (hub, config, ws, tls) = (hub.clone(), config.clone(), ws.clone(), tls.clone());
+        let (hub, ws, tls) = (hub.clone(), ws.clone(), tls.clone());
+        let config = ConnectionConfig {
+            from_loopback: peer.ip().is_loopback(),
+            ..config.clone()
+        };
         let peer = peer.to_string();
         async move {
             let deadline = tokio::time::Instant::now() + ws.handshake_timeout;
@@ -142,16 +147,27 @@ pub async fn serve(
 }
 
 /// Runs the WebSocket handshake on `stream` (finishing by `deadline`), then AMQP over it.
+///
+/// Any web page can open `ws://127.0.0.1:…`, and its connection arrives from loopback: without
+/// [`WsConfig::allowed_origins`], a request carrying an `Origin` (a browser's) does not count
+/// as coming from this machine, so loopback-only users such as `guest` may not log in on it.
 pub async fn serve_connection<S: Transport>(
     stream: S,
     hub: Hub,
-    config: ConnectionConfig,
+    mut config: ConnectionConfig,
     ws: &WsConfig,
     peer: String,
     deadline: tokio::time::Instant,
 ) {
-    match tokio::time::timeout_at(deadline, accept(stream, ws)).await {
-        Ok(Ok(stream)) => drive(stream, hub, config, peer).await,
+    let origin = Arc::new(AtomicBool::new(false));
+    match tokio::time::timeout_at(deadline, accept_noting_origin(stream, ws, origin.clone())).await
+    {
+        Ok(Ok(stream)) => {
+            if origin.load(Ordering::Relaxed) && ws.allowed_origins.is_empty() {
+                config.from_loopback = false;
+            }
+            drive(stream, hub, config, peer).await
+        }
         Ok(Err(e)) => debug!(%peer, error = %e, "WebSocket handshake failed"),
         Err(_) => debug!(%peer, "WebSocket handshake timed out"),
     }
@@ -163,9 +179,21 @@ pub async fn accept<S>(stream: S, ws: &WsConfig) -> Result<WsStream<S>, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    accept_noting_origin(stream, ws, Arc::default()).await
+}
+
+/// [`accept`], setting `origin` if the request carried an `Origin` header.
+async fn accept_noting_origin<S>(
+    stream: S,
+    ws: &WsConfig,
+    origin: Arc<AtomicBool>,
+) -> Result<WsStream<S>, WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let socket = tokio_tungstenite::accept_hdr_async_with_config(
         stream,
-        HandshakeCheck { ws },
+        HandshakeCheck { ws, origin },
         Some(ws.tungstenite()),
     )
     .await?;
@@ -175,6 +203,8 @@ where
 /// Looks at the upgrade request: origin, subprotocol.
 struct HandshakeCheck<'a> {
     ws: &'a WsConfig,
+    /// Set when the request carries an `Origin` header (it comes from a browser).
+    origin: Arc<AtomicBool>,
 }
 
 impl Callback for HandshakeCheck<'_> {
@@ -184,6 +214,7 @@ impl Callback for HandshakeCheck<'_> {
         mut response: Response,
     ) -> Result<Response, ErrorResponse> {
         let origin = request.headers().get(http::header::ORIGIN);
+        self.origin.store(origin.is_some(), Ordering::Relaxed);
         if !self.ws.origin_allowed(origin.map(HeaderValue::as_bytes)) {
             let mut refusal = ErrorResponse::new(Some("origin not allowed\n".to_owned()));
             *refusal.status_mut() = http::StatusCode::FORBIDDEN;

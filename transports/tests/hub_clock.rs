@@ -27,6 +27,7 @@ async fn open_channel(hub: &Hub) -> (Link, UnboundedReceiver<EventBatch>) {
         password: "guest".into(),
         mechanism: "PLAIN".into(),
         capabilities: ClientCapabilities::default(),
+        from_loopback: true,
     }])
     .await;
     assert!(matches!(next(&mut events).await, Event::LoginOk));

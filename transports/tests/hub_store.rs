@@ -38,6 +38,7 @@ async fn a_confirm_waits_for_the_store_to_report_its_sync() {
             password: "guest".into(),
             mechanism: "PLAIN".into(),
             capabilities: ClientCapabilities::default(),
+            from_loopback: true,
         },
         Command::Open { vhost: "/".into() },
     ])

@@ -693,3 +693,54 @@ fn tls_files_that_are_not_pem_are_refused_with_their_name() {
     let err = tls::server_config(&cert.dir.join("cert.pem"), &bogus).unwrap_err();
     assert!(err.to_string().contains("bogus.pem"), "{err}");
 }
+
+/// Any page can open `ws://127.0.0.1:…`; its connection comes from loopback, where `guest` may
+/// log in. Without allowed origins, a request with an `Origin` (a browser's) does not count as
+/// this machine: `guest`, loopback-only, is refused there (the socket closes after start-ok,
+/// as for a wrong password). Clients outside browsers send no `Origin` and log in as before;
+/// with allowed origins configured, an allowed page may use `guest`.
+#[tokio::test]
+async fn a_browser_page_cannot_log_in_as_guest_unless_origins_are_configured() {
+    async fn from_page(ws: SocketAddr) -> Client {
+        let mut request = format!("ws://{ws}/ws").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Origin", HeaderValue::from_static("http://page.example"));
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let socket: WebSocketStream<Box<dyn Stream>> = WebSocketStream::from_raw_socket(
+            Box::new(socket.into_inner()) as Box<dyn Stream>,
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            None,
+        )
+        .await;
+        Client::new(Wire::Ws(Box::new(socket)))
+    }
+    let open = serve(WsConfig::default()).await;
+    let mut page = from_page(open.ws).await;
+    page.send(&[&PROTOCOL_HEADER]).await;
+    page.expect_start().await;
+    page.send(&[&start_ok_frame()]).await;
+    let Wire::Ws(s) = &mut page.wire else {
+        unreachable!()
+    };
+    loop {
+        match tokio::time::timeout(STEP, s.next()).await {
+            Ok(Some(Ok(Message::Binary(data)))) => {
+                panic!("guest logged in from a page: {data:?}")
+            }
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(Some(Ok(_))) => continue,
+            Err(_) => panic!("the refused connection stayed open"),
+        }
+    }
+    let mut tool = Client::ws(open.ws).await;
+    tool.handshake().await;
+
+    let configured = serve(WsConfig {
+        allowed_origins: vec!["http://page.example".into()],
+        ..WsConfig::default()
+    })
+    .await;
+    let mut allowed = from_page(configured.ws).await;
+    allowed.handshake().await;
+}

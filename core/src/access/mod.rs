@@ -34,11 +34,27 @@ pub struct Access {
     /// (user, vhost) → permissions, shared with the channels opened under them (a change
     /// applies to channels opened after it, as in RabbitMQ).
     permissions: BTreeMap<(ShortStr, ShortStr), Arc<Permissions>>,
+    /// Users who may log in only from this machine (RabbitMQ's `loopback_users`); `None`:
+    /// the default, `guest`.
+    loopback_users: Option<Vec<ShortStr>>,
 }
 
 impl Access {
     pub fn new() -> Access {
         Access::default()
+    }
+
+    /// Sets who may log in only from this machine (empty: anyone from anywhere).
+    pub fn set_loopback_users(&mut self, users: Vec<ShortStr>) {
+        self.loopback_users = Some(users);
+    }
+
+    /// Whether `user` may log in only from this machine.
+    pub fn loopback_only(&self, user: &str) -> bool {
+        match &self.loopback_users {
+            None => user == "guest",
+            Some(list) => list.iter().any(|u| u == user),
+        }
     }
 
     /// The user, if `password` is theirs.

@@ -54,6 +54,11 @@ impl Broker {
         Ok(())
     }
 
+    /// Who may log in only from this machine (`--loopback-users`; the default is `guest`).
+    pub fn set_loopback_users(&mut self, users: Vec<ShortStr>) {
+        self.access.set_loopback_users(users);
+    }
+
     /// `delete_user`: the user, their permissions, and their open connections go.
     pub fn delete_user(&mut self, name: &str) -> Result<(), AdminError> {
         if self.access.user(name).is_none() {

@@ -352,8 +352,12 @@ impl Broker {
                 password,
                 mechanism,
                 capabilities,
+                from_loopback,
             } => {
-                if self.access.authenticate(&username, &password).is_some() {
+                // A loopback-only user from elsewhere is refused as a wrong password is
+                // (RabbitMQ: "user 'guest' can only connect via localhost", in its log only).
+                let allowed = from_loopback || !self.access.loopback_only(&username);
+                if allowed && self.access.authenticate(&username, &password).is_some() {
                     self.conns.insert(
                         conn,
                         Conn {

@@ -155,6 +155,7 @@ impl Connection {
             password,
             mechanism: ok.mechanism.clone(),
             capabilities: self.capabilities,
+            from_loopback: self.config.from_loopback,
         });
         if let Some(window) = self.config.delivery_window {
             self.commands.push_back(Command::Credit(window));

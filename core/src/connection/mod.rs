@@ -75,6 +75,11 @@ pub struct ConnectionConfig {
     /// not yet reported written, plus not yet taken). A peer that reads slowly thus holds its
     /// backlog in the queues, not in our buffers.
     pub credit_low_water: usize,
+    /// The peer connects from this machine (a loopback address, and for WebSocket no
+    /// `Origin` a browser would send): only then may a loopback-only user such as `guest` log
+    /// in (RabbitMQ's `loopback_users`). Hosts without a network (a page's own broker) keep
+    /// the default, true.
+    pub from_loopback: bool,
 }
 
 /// The delivery window every connection gets by default: what the broker may send a
@@ -99,6 +104,7 @@ impl Default for ConnectionConfig {
             handshake_timeout_ms: 10_000,
             delivery_window: Some(DELIVERY_WINDOW),
             credit_low_water: CREDIT_LOW_WATER,
+            from_loopback: true,
         }
     }
 }
