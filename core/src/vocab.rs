@@ -69,6 +69,8 @@ pub enum Command {
     /// not unbounded buffers, and a backlog reaches it window by window instead of all at
     /// once (RabbitMQ's credit flow does the same).
     Credit(u64),
+    /// `connection.update-secret`: the client's new credentials for the user it logged in as.
+    UpdateSecret { secret: String },
     /// The connection is gone, cleanly or not.
     Close,
 }

@@ -177,3 +177,16 @@ def test_ctl_without_a_running_node_says_so(tmp_path):
     w = WarrenProcess(data_dir=str(tmp_path))
     code, _, err = ctl(w, "list_users")
     assert code == 69 and "Is warren running there" in err
+
+
+def test_update_secret_takes_the_users_password_and_refuses_another(warren):
+    ok(warren, "add_user", "u", "secret")
+    ok(warren, "set_permissions", "u", ".*", ".*", ".*")
+    conn = connect(warren, "u", "secret")
+    conn.update_secret("secret", "token refresh")
+    conn.channel().queue_declare("still-open")
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+        conn.update_secret("not-it", "token refresh")
+        conn.channel()
+    assert e.value.reply_code == 530
+    assert e.value.reply_text == "NOT_ALLOWED - New secret was refused by one of the backends"

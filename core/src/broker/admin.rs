@@ -214,6 +214,28 @@ impl Broker {
         self.access.set_permissions(user, vhost, p);
     }
 
+    /// `connection.update-secret`: the new secret must be the password of the user the
+    /// connection logged in as (the internal user database has no expiring tokens); then
+    /// `update-secret-ok`, otherwise 530 as RabbitMQ refuses a secret its backends refuse.
+    pub(crate) fn update_secret(&mut self, conn: ConnId, secret: &str) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if self.access.authenticate(&c.username, secret).is_some() {
+            self.reply(conn, 0, crate::codec::ConnectionUpdateSecretOk);
+        } else {
+            let fault = connection_fault!(
+                NOT_ALLOWED,
+                "New secret was refused by one of the backends"
+            )
+            .caused_by(
+                crate::codec::ConnectionUpdateSecret::CLASS_ID,
+                crate::codec::ConnectionUpdateSecret::METHOD_ID,
+            );
+            self.raise(conn, 0, fault);
+        }
+    }
+
     /// Closes connections with 320 CONNECTION_FORCED, as RabbitMQ closes them for an operator.
     fn force_close(&mut self, mut conns: Vec<ConnId>, why: &str) {
         conns.sort();

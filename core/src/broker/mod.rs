@@ -392,6 +392,7 @@ impl Broker {
             }
             Command::ChannelGone { channel } => self.close_channel(conn, channel),
             Command::Credit(credit) => self.add_credit(conn, credit),
+            Command::UpdateSecret { secret } => self.update_secret(conn, &secret),
             Command::Close => {
                 if self.conns.contains_key(&conn) {
                     self.close_connection(conn);

@@ -89,6 +89,11 @@ impl Connection {
                 Ok(())
             }
             (State::PeerClosing, _) => Ok(()),
+            (State::Running, Method::ConnectionUpdateSecret(m)) => {
+                let secret = String::from_utf8_lossy(m.new_secret.as_bytes()).into_owned();
+                self.commands.push_back(Command::UpdateSecret { secret });
+                Ok(())
+            }
             // The handshake again on a running connection: RabbitMQ's reader answers 504.
             (
                 State::Running,
