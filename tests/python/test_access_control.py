@@ -190,3 +190,34 @@ def test_update_secret_takes_the_users_password_and_refuses_another(warren):
         conn.channel()
     assert e.value.reply_code == 530
     assert e.value.reply_text == "NOT_ALLOWED - New secret was refused by one of the backends"
+
+
+def test_exchange_binding_and_queue_verbs(warren):
+    conn = connect(warren, "guest", "guest")
+    ch = conn.channel()
+    ch.exchange_declare("logs", "fanout", durable=True)
+    ch.queue_declare("jobs")
+    ch.queue_bind("jobs", "logs", "k")
+    for body in (b"1", b"2"):
+        ch.basic_publish("", "jobs", body)
+    out = ok(warren, "list_exchanges", "name", "type", "durable")
+    assert out.splitlines()[:2] == ["Listing exchanges for vhost / ...", "name\ttype\tdurable"]
+    assert "\tdirect\ttrue" in out.splitlines()[2] and "logs\tfanout\ttrue" in out
+    assert ok(warren, "list_bindings").splitlines() == [
+        "Listing bindings for vhost /...",
+        "source_name\tsource_kind\tdestination_name\tdestination_kind\trouting_key\targuments",
+        "\texchange\tjobs\tqueue\tjobs\t[]",
+        "logs\texchange\tjobs\tqueue\tk\t[]",
+    ]
+    assert ok(warren, "purge_queue", "jobs") == "Purging queue 'jobs' in vhost '/' ...\n"
+    assert ch.queue_declare("jobs", passive=True).method.message_count == 0
+    ch.basic_publish("", "jobs", b"3")
+    ch.queue_declare("jobs", passive=True)
+    assert ok(warren, "delete_queue", "jobs") == (
+        "Deleting queue 'jobs' on vhost '/' ...\n"
+        "Queue was successfully deleted with 1 ready messages\n")
+    code, _, err = ctl(warren, "delete_queue", "jobs")
+    assert (code, err) == (64, "Error:\nQueue not found\n")
+    code, _, err = ctl(warren, "purge_queue", "nope")
+    assert (code, err) == (69, "Error:\nnot_found\n")
+    conn.close()

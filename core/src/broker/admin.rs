@@ -224,16 +224,29 @@ impl Broker {
         if self.access.authenticate(&c.username, secret).is_some() {
             self.reply(conn, 0, crate::codec::ConnectionUpdateSecretOk);
         } else {
-            let fault = connection_fault!(
-                NOT_ALLOWED,
-                "New secret was refused by one of the backends"
-            )
-            .caused_by(
-                crate::codec::ConnectionUpdateSecret::CLASS_ID,
-                crate::codec::ConnectionUpdateSecret::METHOD_ID,
-            );
+            let fault =
+                connection_fault!(NOT_ALLOWED, "New secret was refused by one of the backends")
+                    .caused_by(
+                        crate::codec::ConnectionUpdateSecret::CLASS_ID,
+                        crate::codec::ConnectionUpdateSecret::METHOD_ID,
+                    );
             self.raise(conn, 0, fault);
         }
+    }
+
+    /// `purge_queue`: how many ready messages went; `None` if there is no such queue.
+    pub fn purge_queue(&mut self, vhost: &str, name: &str) -> Option<u32> {
+        let id = *self.vhosts.get(vhost)?.queues.get(name)?;
+        Some(self.purge(id))
+    }
+
+    /// `delete_queue`: how many ready messages it held; `None` if there is no such queue.
+    /// Its consumers are cancelled as when a client deletes it.
+    pub fn delete_queue(&mut self, vhost: &str, name: &str) -> Option<u32> {
+        let id = *self.vhosts.get(vhost)?.queues.get(name)?;
+        let n = self.delete_queue_by_id(id, None);
+        self.settle_work();
+        Some(n)
     }
 
     /// Closes connections with 320 CONNECTION_FORCED, as RabbitMQ closes them for an operator.

@@ -706,17 +706,7 @@ impl Broker {
         let queue = self.resolve_queue_name(conn, channel, m.queue)?;
         self.permit(conn, channel, Read, Resource::Queue, &queue)?;
         let id = self.usable_queue(conn, &vhost, &queue)?;
-        let q = self.queues.get_mut(&id).expect("found above");
-        let count = q.message_count();
-        let purged = q.drain_ready();
-        q.drain_outside_head(&mut *self.storage);
-        self.paging.remove(&id);
-        let (qv, qn) = (q.vhost.clone(), q.name.clone());
-        for m in purged {
-            if m.store_id != 0 {
-                self.storage.delete_message(&qv, &qn, m.store_id);
-            }
-        }
+        let count = self.purge(id);
         if !m.no_wait {
             self.reply(
                 conn,
@@ -727,6 +717,24 @@ impl Broker {
             );
         }
         Ok(())
+    }
+
+    /// Drops a queue's ready messages (in memory and in the store); how many it held.
+    pub(crate) fn purge(&mut self, id: QueueId) -> u32 {
+        let Some(q) = self.queues.get_mut(&id) else {
+            return 0;
+        };
+        let count = q.message_count();
+        let purged = q.drain_ready();
+        q.drain_outside_head(&mut *self.storage);
+        self.paging.remove(&id);
+        let (qv, qn) = (q.vhost.clone(), q.name.clone());
+        for m in purged {
+            if m.store_id != 0 {
+                self.storage.delete_message(&qv, &qn, m.store_id);
+            }
+        }
+        count
     }
 
     pub(crate) fn queue_delete(

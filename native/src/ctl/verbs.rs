@@ -55,6 +55,10 @@ pub const VERBS: &[(&str, &str, &str)] = &[
     ("list_permissions", "[-p <vhost>]", "Lists the permissions in a vhost"),
     ("list_user_permissions", "<username>", "Lists a user's permissions in every vhost"),
     ("list_queues", "[-p <vhost>] [<column> ...]", "Lists queues: name durable auto_delete exclusive arguments messages messages_ready messages_unacknowledged consumers"),
+    ("list_exchanges", "[-p <vhost>] [<column> ...]", "Lists exchanges: name type durable auto_delete internal arguments"),
+    ("list_bindings", "[-p <vhost>]", "Lists bindings"),
+    ("purge_queue", "[-p <vhost>] <queue>", "Removes a queue's ready messages"),
+    ("delete_queue", "[-p <vhost>] <queue>", "Deletes a queue"),
 ];
 
 /// How many positional arguments a verb takes: (at least, at most).
@@ -71,7 +75,9 @@ pub fn arity(verb: &str) -> Option<(usize, usize)> {
         "list_users" | "list_permissions" => (0, 0),
         "list_vhosts" => (0, 1),
         "set_permissions" => (4, 4),
-        "list_queues" => (0, usize::MAX),
+        "list_queues" | "list_exchanges" => (0, usize::MAX),
+        "list_bindings" => (0, 0),
+        "purge_queue" | "delete_queue" => (1, 1),
         _ => return None,
     })
 }
@@ -219,6 +225,27 @@ pub fn run(b: &mut Broker, r: Request, salt: [u8; SALT_BYTES]) -> Reply {
             }
         }
         "list_queues" => list_queues(b, v, a, &mut reply),
+        "list_exchanges" => list_exchanges(b, v, a, &mut reply),
+        "list_bindings" => list_bindings(b, v, &mut reply),
+        "purge_queue" => {
+            reply.info = info(format!("Purging queue '{}' in vhost '{v}' ...", a[0]));
+            match b.purge_queue(v, &a[0]) {
+                Some(_) => Ok(()),
+                None => Err((EX_UNAVAILABLE, "not_found".into())),
+            }
+        }
+        "delete_queue" => {
+            reply.info = info(format!("Deleting queue '{}' on vhost '{v}' ...", a[0]));
+            match b.delete_queue(v, &a[0]) {
+                Some(n) => {
+                    reply.done = Some(format!(
+                        "Queue was successfully deleted with {n} ready messages"
+                    ));
+                    Ok(())
+                }
+                None => Err((EX_USAGE, "Queue not found".into())),
+            }
+        }
         other => Err((EX_USAGE, format!("Command '{other}' not found."))),
     };
     if let Err((code, text)) = outcome {
@@ -285,6 +312,113 @@ fn list_queues(
                 .collect()
         })
         .collect();
+    Ok(())
+}
+
+fn list_exchanges(
+    b: &Broker,
+    vhost: &str,
+    items: &[String],
+    reply: &mut Reply,
+) -> Result<(), (i32, String)> {
+    reply.info = Some(format!("Listing exchanges for vhost {vhost} ..."));
+    let items: Vec<&str> = if items.is_empty() {
+        vec!["name", "type"]
+    } else {
+        items.iter().map(String::as_str).collect()
+    };
+    const KNOWN: &[&str] = &[
+        "name",
+        "type",
+        "durable",
+        "auto_delete",
+        "internal",
+        "arguments",
+    ];
+    if let Some(bad) = items.iter().find(|i| !KNOWN.contains(i)) {
+        return Err((
+            EX_USAGE,
+            format!("Info key(s) {bad} are not supported: {}", KNOWN.join(", ")),
+        ));
+    }
+    if !b.vhost_names().any(|n| n == vhost) {
+        return Err((EX_DATAERR, format!("Virtual host '{vhost}' does not exist")));
+    }
+    reply.columns = items.iter().map(|s| s.to_string()).collect();
+    let mut exchanges: Vec<_> = b.exchanges(vhost).collect();
+    exchanges.sort_by(|x, y| x.name.cmp(&y.name));
+    reply.rows = exchanges
+        .into_iter()
+        .map(|x| {
+            items
+                .iter()
+                .map(|item| match *item {
+                    "name" => json!(x.name.as_str()),
+                    "type" => json!(x.kind.as_str()),
+                    "durable" => json!(x.durable),
+                    "auto_delete" => json!(x.auto_delete),
+                    "internal" => json!(x.internal),
+                    "arguments" => json!(format!("{:?}", x.arguments)),
+                    _ => Value::Null,
+                })
+                .collect()
+        })
+        .collect();
+    Ok(())
+}
+
+/// Every binding, the default exchange's implicit ones first, as rabbitmqctl lists them.
+fn list_bindings(b: &Broker, vhost: &str, reply: &mut Reply) -> Result<(), (i32, String)> {
+    use warren_core::broker::Destination;
+    reply.info = Some(format!("Listing bindings for vhost {vhost}..."));
+    if !b.vhost_names().any(|n| n == vhost) {
+        return Err((EX_DATAERR, format!("Virtual host '{vhost}' does not exist")));
+    }
+    reply.columns = cols(&[
+        "source_name",
+        "source_kind",
+        "destination_name",
+        "destination_kind",
+        "routing_key",
+        "arguments",
+    ]);
+    let mut queues: Vec<_> = b.queues().filter(|q| q.vhost.as_str() == vhost).collect();
+    queues.sort_by(|x, y| x.name.cmp(&y.name));
+    let names: std::collections::HashMap<_, _> =
+        queues.iter().map(|q| (q.id, q.name.to_string())).collect();
+    for q in &queues {
+        reply.rows.push(vec![
+            json!(""),
+            json!("exchange"),
+            json!(q.name.as_str()),
+            json!("queue"),
+            json!(q.name.as_str()),
+            json!([]),
+        ]);
+    }
+    let mut exchanges: Vec<_> = b.exchanges(vhost).collect();
+    exchanges.sort_by(|x, y| x.name.cmp(&y.name));
+    for x in exchanges {
+        for binding in x.bindings() {
+            let (dest, kind) = match &binding.destination {
+                Destination::Queue(id) => (names.get(id).cloned().unwrap_or_default(), "queue"),
+                Destination::Exchange(n) => (n.to_string(), "exchange"),
+            };
+            let args = if binding.arguments.is_empty() {
+                json!([])
+            } else {
+                json!(format!("{:?}", binding.arguments))
+            };
+            reply.rows.push(vec![
+                json!(x.name.as_str()),
+                json!("exchange"),
+                json!(dest),
+                json!(kind),
+                json!(binding.routing_key.as_str()),
+                args,
+            ]);
+        }
+    }
     Ok(())
 }
 
