@@ -391,8 +391,10 @@ impl super::Broker {
                 done.push(id);
                 continue;
             };
-            q.page_out(synced);
+            // Measured before `page_out`, which moves tail messages into a head with room
+            // too: those need the queue's timer and its consumers as much as a refill's.
             let before = q.ready_in_memory();
+            q.page_out(synced);
             q.refill(&mut *self.storage, &mut self.page_scratch);
             if !q.has_outside_head() {
                 done.push(id);
