@@ -52,6 +52,11 @@ enum Cmd {
 
 #[derive(clap::Args, Clone)]
 struct ServerArgs {
+    /// Run in the background (as `rabbitmq-server -detached`): returns once the node
+    /// listens; its log goes to DATA_DIR/warren.log, its pid to DATA_DIR/warren.pid.
+    /// `warren ctl stop` stops it.
+    #[arg(long)]
+    detached: bool,
     /// Users who may log in only from this machine (RabbitMQ's `loopback_users`), comma
     /// separated; `none` lets every user log in from anywhere.
     #[arg(long, value_name = "USERS", default_value = "guest")]
@@ -142,6 +147,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = match cli.command {
+        Some(Cmd::Server(args)) if args.detached => return detach(&args),
+        None if cli.server.detached => return detach(&cli.server),
         Some(Cmd::Server(args)) => args,
         // The load tool runs its own runtime, sized for the scenario.
         Some(Cmd::Perf { command }) => return warren_perf::run(command),
@@ -291,10 +298,26 @@ async fn serve(
     ));
     let control = ctl::bind(&args.data_dir)?;
     let control_path = ctl::socket_path(&args.data_dir);
+    let pid_path = ctl::pid_path(&args.data_dir);
+    std::fs::write(&pid_path, format!("{}\n", std::process::id()))
+        .with_context(|| format!("writing {}", pid_path.display()))?;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let mut listeners = vec![format!("amqp {}", args.amqp)];
+    for (what, addr) in [("ws", args.ws), ("amqps", args.amqps), ("wss", args.wss)] {
+        if let Some(addr) = addr {
+            listeners.push(format!("{what} {addr}"));
+        }
+    }
+    let node = ctl::Node {
+        hub: hub.clone(),
+        data_dir: args.data_dir.clone(),
+        listeners,
+        stop: stop.clone(),
+    };
     let shutdown_hub = hub.clone();
     let mut servers = vec![
         tokio::spawn(tcp::serve(listener, hub.clone(), config.clone())),
-        tokio::spawn(ctl::serve(control, hub.clone())),
+        tokio::spawn(ctl::serve(control, node)),
     ];
     if let Some(l) = ws_listener {
         let ws = ws::serve(l, hub.clone(), config.clone(), ws_config.clone(), None);
@@ -308,7 +331,10 @@ async fn serve(
         let wss = ws::serve(l, hub, config, ws_config, Some(tls.clone()));
         servers.push(tokio::spawn(wss));
     }
-    shutdown_signal().await;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = stop.notified() => info!("stop requested by warren ctl"),
+    }
     info!("shutting down");
     // Stop accepting, then close every connection as RabbitMQ does (320 CONNECTION_FORCED),
     // giving clients a moment to answer close-ok.
@@ -320,7 +346,63 @@ async fn serve(
         .await;
     // `warren ctl` finds no socket, rather than one nobody answers.
     let _ = std::fs::remove_file(control_path);
+    let _ = std::fs::remove_file(pid_path);
     Ok(())
+}
+
+/// `warren server --detached`: starts the same command without the flag as a process of its
+/// own session, its output to DATA_DIR/warren.log, and returns once it answers `warren ctl`
+/// (or fails, showing the end of its log).
+fn detach(args: &ServerArgs) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let log_path = args.data_dir.join("warren.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let argv: Vec<std::ffi::OsString> = std::env::args_os()
+        .skip(1)
+        .filter(|a| a != "--detached")
+        .collect();
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .args(&argv)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; the child leaves our session and terminal.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = command
+        .spawn()
+        .context("starting the server in the background")?;
+    let socket = ctl::socket_path(&args.data_dir);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            anyhow::bail!("the server exited ({status}):\n{}", tail.join("\n"));
+        }
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "the server did not start listening within 60 s; see {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -221,3 +221,35 @@ def test_exchange_binding_and_queue_verbs(warren):
     code, _, err = ctl(warren, "purge_queue", "nope")
     assert (code, err) == (69, "Error:\nnot_found\n")
     conn.close()
+
+
+def test_detached_server_and_ctl_stop_round_trip(tmp_path):
+    import os
+    import socket
+    from conftest import _free_port
+    binary = os.environ.get("WARREN_BIN") or pytest.skip("needs WARREN_BIN")
+    data = str(tmp_path / "data")
+    port = _free_port()
+    start = [binary, "server", "--detached", "--amqp", "127.0.0.1:%d" % port, "--data-dir", data]
+    assert subprocess.run(start, timeout=60).returncode == 0, "returns once listening"
+    pid = int(open(os.path.join(data, "warren.pid")).read())
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+    conn.channel().queue_declare("kept", durable=True)
+    conn.close()
+    status = subprocess.run([binary, "ctl", "--data-dir", data, "status"],
+                            capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0 and ("pid\t%d" % pid) in status.stdout
+    stop = subprocess.run([binary, "ctl", "--data-dir", data, "stop"],
+                          capture_output=True, text=True, timeout=150)
+    assert stop.returncode == 0 and stop.stdout.startswith("Stopping and halting node warren@")
+    # It waited for the node to be gone: no process, no pid file, nothing listening.
+    assert not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split()[2] == "Z"
+    assert not os.path.exists(os.path.join(data, "warren.pid"))
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1)
+    # And it comes back with what it stored.
+    assert subprocess.run(start, timeout=60).returncode == 0
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+    conn.channel().queue_declare("kept", durable=True, passive=True)
+    conn.close()
+    assert subprocess.run([binary, "ctl", "--data-dir", data, "stop"], timeout=150).returncode == 0

@@ -68,8 +68,20 @@ pub fn run(args: Vec<String>) -> i32 {
     if args.len() > most {
         return usage_for(&verb, "too many arguments.");
     }
+    let stopping = verb == "stop";
     let request = Request { verb, args, vhost };
     match send(&opts, &request) {
+        Ok(reply) if stopping => {
+            if let (false, Some(info)) = (opts.quiet, &reply.info) {
+                println!("{info}");
+            }
+            let pid = reply
+                .rows
+                .first()
+                .and_then(|r| r.first())
+                .and_then(|v| v.as_u64());
+            wait_gone(pid)
+        }
         Ok(reply) => print(&opts, &reply),
         Err(e) => {
             eprintln!(
@@ -80,6 +92,32 @@ pub fn run(args: Vec<String>) -> i32 {
             EX_UNAVAILABLE
         }
     }
+}
+
+/// Waits until process `pid` has exited (its store synced and closed), as `rabbitmqctl stop`
+/// waits for the node.
+fn wait_gone(pid: Option<u64>) -> i32 {
+    let Some(pid) = pid else {
+        return 0;
+    };
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while proc_dir.exists() {
+        // A process that has exited but is not reaped yet is gone for our purposes.
+        let state = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+        if state.split_whitespace().nth(2) == Some("Z") {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            eprintln!(
+                "Error:
+the node (pid {pid}) did not stop within 120 s"
+            );
+            return verbs::EX_SOFTWARE;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    0
 }
 
 fn send(opts: &Options, request: &Request) -> std::io::Result<Reply> {

@@ -40,6 +40,8 @@ pub const EX_SOFTWARE: i32 = 70;
 
 /// Verbs, their arguments (for `help` and usage errors) and what they do.
 pub const VERBS: &[(&str, &str, &str)] = &[
+    ("status", "", "Shows the node: pid, version, data directory, listeners, counts, memory"),
+    ("stop", "", "Stops the node cleanly and waits until it is gone"),
     ("add_user", "<username> <password>", "Creates a user without tags or permissions"),
     ("delete_user", "<username>", "Removes a user and closes their connections"),
     ("change_password", "<username> <password>", "Changes a user's password"),
@@ -72,7 +74,7 @@ pub fn arity(verb: &str) -> Option<(usize, usize)> {
         | "clear_permissions"
         | "list_user_permissions" => (1, 1),
         "set_user_tags" => (1, usize::MAX),
-        "list_users" | "list_permissions" => (0, 0),
+        "list_users" | "list_permissions" | "stop" | "status" => (0, 0),
         "list_vhosts" => (0, 1),
         "set_permissions" => (4, 4),
         "list_queues" | "list_exchanges" => (0, usize::MAX),
