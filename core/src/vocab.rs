@@ -126,6 +126,19 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The channel the event is on; `None` for the connection's own.
+    pub fn channel(&self) -> Option<u16> {
+        match self {
+            Event::Method { channel, .. }
+            | Event::Deliver { channel, .. }
+            | Event::Content { channel, .. }
+            | Event::ChannelError { channel, .. } => Some(*channel),
+            _ => None,
+        }
+    }
+}
+
 /// The flags of a `basic.publish` (the rest of it travels in the [`Message`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PublishFlags {

@@ -310,13 +310,7 @@ impl Observer for Oracle {
 
 /// The channel an event is on; `None` for the connection's own.
 fn channel_of(ev: &Event) -> Option<u16> {
-    match ev {
-        Event::Method { channel, .. }
-        | Event::Deliver { channel, .. }
-        | Event::Content { channel, .. }
-        | Event::ChannelError { channel, .. } => Some(*channel),
-        _ => None,
-    }
+    ev.channel()
 }
 
 /// Whether two events say the same (messages by their bytes).

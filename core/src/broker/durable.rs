@@ -66,13 +66,7 @@ impl Held {
 
 /// The channel an event belongs to; `None` for connection-level events.
 pub(crate) fn event_channel(event: &Event) -> Option<u16> {
-    match event {
-        Event::Method { channel, .. }
-        | Event::Deliver { channel, .. }
-        | Event::Content { channel, .. }
-        | Event::ChannelError { channel, .. } => Some(*channel),
-        _ => None,
-    }
+    event.channel()
 }
 
 /// Where the broker stood before a command whose answers may have to wait for its writes.

@@ -266,11 +266,6 @@ fn list_queues(
     reply: &mut Reply,
 ) -> Result<(), (i32, String)> {
     reply.info = Some(format!("Listing queues for vhost {vhost} ..."));
-    let items: Vec<&str> = if items.is_empty() {
-        vec!["name", "messages"]
-    } else {
-        items.iter().map(String::as_str).collect()
-    };
     const KNOWN: &[&str] = &[
         "name",
         "durable",
@@ -282,15 +277,7 @@ fn list_queues(
         "messages_unacknowledged",
         "consumers",
     ];
-    if let Some(bad) = items.iter().find(|i| !KNOWN.contains(i)) {
-        return Err((
-            EX_USAGE,
-            format!("Info key(s) {bad} are not supported: {}", KNOWN.join(", ")),
-        ));
-    }
-    if !b.vhost_names().any(|n| n == vhost) {
-        return Err((EX_DATAERR, format!("Virtual host '{vhost}' does not exist")));
-    }
+    let items = info_items(b, vhost, items, &["name", "messages"], KNOWN)?;
     reply.columns = items.iter().map(|s| s.to_string()).collect();
     let mut queues: Vec<_> = b.queues().filter(|q| q.vhost.as_str() == vhost).collect();
     queues.sort_by(|x, y| x.name.cmp(&y.name));
@@ -324,11 +311,6 @@ fn list_exchanges(
     reply: &mut Reply,
 ) -> Result<(), (i32, String)> {
     reply.info = Some(format!("Listing exchanges for vhost {vhost} ..."));
-    let items: Vec<&str> = if items.is_empty() {
-        vec!["name", "type"]
-    } else {
-        items.iter().map(String::as_str).collect()
-    };
     const KNOWN: &[&str] = &[
         "name",
         "type",
@@ -337,15 +319,7 @@ fn list_exchanges(
         "internal",
         "arguments",
     ];
-    if let Some(bad) = items.iter().find(|i| !KNOWN.contains(i)) {
-        return Err((
-            EX_USAGE,
-            format!("Info key(s) {bad} are not supported: {}", KNOWN.join(", ")),
-        ));
-    }
-    if !b.vhost_names().any(|n| n == vhost) {
-        return Err((EX_DATAERR, format!("Virtual host '{vhost}' does not exist")));
-    }
+    let items = info_items(b, vhost, items, &["name", "type"], KNOWN)?;
     reply.columns = items.iter().map(|s| s.to_string()).collect();
     let mut exchanges: Vec<_> = b.exchanges(vhost).collect();
     exchanges.sort_by(|x, y| x.name.cmp(&y.name));
@@ -422,6 +396,32 @@ fn list_bindings(b: &Broker, vhost: &str, reply: &mut Reply) -> Result<(), (i32,
         }
     }
     Ok(())
+}
+
+/// The columns a list verb was asked for (its defaults when none), each one it knows, in a
+/// vhost that exists.
+fn info_items<'a>(
+    b: &Broker,
+    vhost: &str,
+    asked: &'a [String],
+    default: &[&'a str],
+    known: &[&str],
+) -> Result<Vec<&'a str>, (i32, String)> {
+    let items: Vec<&str> = if asked.is_empty() {
+        default.to_vec()
+    } else {
+        asked.iter().map(String::as_str).collect()
+    };
+    if let Some(bad) = items.iter().find(|i| !known.contains(i)) {
+        return Err((
+            EX_USAGE,
+            format!("Info key(s) {bad} are not supported: {}", known.join(", ")),
+        ));
+    }
+    if !b.vhost_names().any(|n| n == vhost) {
+        return Err((EX_DATAERR, format!("Virtual host '{vhost}' does not exist")));
+    }
+    Ok(items)
 }
 
 fn cols(names: &[&str]) -> Vec<String> {
