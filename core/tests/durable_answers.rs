@@ -35,6 +35,29 @@ fn declare_durable(w: &mut World, c: Cid, name: &str) {
     );
 }
 
+/// What each received frame is, by the names the tests compare.
+fn kinds(r: &[Received]) -> Vec<&'static str> {
+    r.iter()
+        .map(|x| match x {
+            Received::Method {
+                method: Method::BasicAck(_),
+                ..
+            } => "ack",
+            Received::Method {
+                method: Method::ChannelCloseOk(_),
+                ..
+            } => "close-ok",
+            Received::Method {
+                method: Method::BasicConsumeOk(_),
+                ..
+            } => "consume-ok",
+            Received::Delivery(d) if matches!(d.method, Method::BasicReturn(_)) => "return",
+            Received::Delivery(d) if matches!(d.method, Method::BasicDeliver(_)) => "deliver",
+            _ => "other",
+        })
+        .collect()
+}
+
 fn acks(r: &[Received]) -> Vec<(u64, bool)> {
     methods(r)
         .into_iter()
@@ -107,21 +130,7 @@ fn a_channel_keeps_its_order_behind_a_held_confirm() {
     assert!(w.client(c).close_channel(1).is_empty(), "close-ok overtook");
     w.sync_storage();
     let r = w.client(c).flush();
-    let kinds: Vec<&str> = r
-        .iter()
-        .map(|x| match x {
-            Received::Method {
-                method: Method::BasicAck(_),
-                ..
-            } => "ack",
-            Received::Method {
-                method: Method::ChannelCloseOk(_),
-                ..
-            } => "close-ok",
-            Received::Delivery(d) if matches!(d.method, Method::BasicReturn(_)) => "return",
-            _ => "other",
-        })
-        .collect();
+    let kinds = kinds(&r);
     assert_eq!(kinds, ["ack", "return", "ack", "close-ok"], "{r:?}");
     assert_eq!(acks(&r), vec![(1, false), (2, false)]);
 }
@@ -147,21 +156,7 @@ fn deliveries_wait_behind_a_held_answer_on_their_channel() {
     );
     w.sync_storage();
     let r = w.client(c).flush();
-    let kinds: Vec<&str> = r
-        .iter()
-        .map(|x| match x {
-            Received::Method {
-                method: Method::BasicAck(_),
-                ..
-            } => "ack",
-            Received::Method {
-                method: Method::BasicConsumeOk(_),
-                ..
-            } => "consume-ok",
-            Received::Delivery(d) if matches!(d.method, Method::BasicDeliver(_)) => "deliver",
-            _ => "other",
-        })
-        .collect();
+    let kinds = kinds(&r);
     assert_eq!(kinds, ["ack", "consume-ok", "deliver"], "{r:?}");
 }
 

@@ -190,14 +190,7 @@ pub fn run(b: &mut Broker, r: Request, salt: [u8; SALT_BYTES]) -> Reply {
                     .access()
                     .all_permissions()
                     .filter(|(_, pv, _)| *pv == v)
-                    .map(|(u, _, p)| {
-                        vec![
-                            json!(u),
-                            json!(p.configure.as_str()),
-                            json!(p.write.as_str()),
-                            json!(p.read.as_str()),
-                        ]
-                    })
+                    .map(|(u, _, p)| permission_row(u, p))
                     .collect();
                 Ok(())
             } else {
@@ -212,14 +205,7 @@ pub fn run(b: &mut Broker, r: Request, salt: [u8; SALT_BYTES]) -> Reply {
                     .access()
                     .all_permissions()
                     .filter(|(u, _, _)| *u == a[0])
-                    .map(|(_, pv, p)| {
-                        vec![
-                            json!(pv),
-                            json!(p.configure.as_str()),
-                            json!(p.write.as_str()),
-                            json!(p.read.as_str()),
-                        ]
-                    })
+                    .map(|(_, pv, p)| permission_row(pv, p))
                     .collect();
                 Ok(())
             } else {
@@ -422,6 +408,16 @@ fn info_items<'a>(
         return Err((EX_DATAERR, format!("Virtual host '{vhost}' does not exist")));
     }
     Ok(items)
+}
+
+/// A user's or a vhost's name, then the three patterns.
+fn permission_row(who: &str, p: &warren_core::access::Permissions) -> Vec<Value> {
+    vec![
+        json!(who),
+        json!(p.configure.as_str()),
+        json!(p.write.as_str()),
+        json!(p.read.as_str()),
+    ]
 }
 
 fn cols(names: &[&str]) -> Vec<String> {
